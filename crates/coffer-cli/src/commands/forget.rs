@@ -1,0 +1,231 @@
+//! `coffer forget`: apply a retention policy (`coffer_core::retention`) to every snapshot of the
+//! repository, print each one as kept or removed with the rules that decided it, and delete the
+//! removed manifests (unless `--dry-run`). Data is freed by a later prune, which is not available
+//! yet; every snapshot restores on its own, so removing any of them never breaks another.
+//!
+//! For `--max-size`, a snapshot's size is its `stats.bytes_added` (what its backup stored anew).
+//! That under-estimates what the kept snapshots hold (data first stored by a removed snapshot and
+//! still used by a kept one is not counted), so `--max-size` may leave the repository above the
+//! cap, but never removes more than an exact count of unique bytes would. Computing exact unique
+//! sizes needs every snapshot's trees, which is prune's work.
+
+use crate::cli::ForgetArgs;
+use crate::context::Ctx;
+use crate::output::{self, code, UsageError};
+use anyhow::{Context as _, Result};
+use chrono::{TimeZone, Utc};
+use coffer_core::retention::{self, ByteSize, Plan, Policy, SnapshotMeta, Span};
+use coffer_core::snapshot::Snapshot;
+use coffer_core::{Open, Repository};
+use std::collections::BTreeMap;
+use std::fmt::Display;
+
+/// Builds the policy from the flags; bad values are usage errors.
+fn policy_from(a: &ForgetArgs) -> Result<Policy> {
+    let usage = |e: coffer_core::Error| UsageError(e.to_string());
+    let span = |flag: &str, v: &Option<String>| -> Result<Option<Span>> {
+        v.as_deref()
+            .map(|s| {
+                s.parse::<Span>()
+                    .map_err(|e| UsageError(format!("--{flag}: {e}")).into())
+            })
+            .transpose()
+    };
+    let policy = Policy {
+        keep_last: a.keep_last,
+        keep_hourly: a.keep_hourly,
+        keep_daily: a.keep_daily,
+        keep_weekly: a.keep_weekly,
+        keep_monthly: a.keep_monthly,
+        keep_yearly: a.keep_yearly,
+        keep_within: span("keep-within", &a.keep_within)?,
+        keep_within_hourly: span("keep-within-hourly", &a.keep_within_hourly)?,
+        keep_within_daily: span("keep-within-daily", &a.keep_within_daily)?,
+        keep_within_weekly: span("keep-within-weekly", &a.keep_within_weekly)?,
+        keep_within_monthly: span("keep-within-monthly", &a.keep_within_monthly)?,
+        keep_within_yearly: span("keep-within-yearly", &a.keep_within_yearly)?,
+        keep_tags: a.keep_tags.clone(),
+        min_keep: a.min_keep,
+        max_keep: a.max_keep,
+        max_size: a
+            .max_size
+            .as_deref()
+            .map(|s| s.parse::<ByteSize>())
+            .transpose()
+            .map_err(|e| UsageError(format!("--max-size: {e}")))?,
+        group_by: match &a.group_by {
+            Some(g) => g
+                .parse()
+                .map_err(|e| UsageError(format!("--group-by: {e}")))?,
+            None => Default::default(),
+        },
+    };
+    policy.validate().map_err(usage)?;
+    if policy.is_empty() {
+        return Err(UsageError(
+            "no retention policy given, so nothing would be removed: give at least one of \
+             --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, \
+             --keep-yearly, --keep-within[-hourly|-daily|-weekly|-monthly|-yearly], --keep-tag, \
+             --max-keep or --max-size"
+                .into(),
+        )
+        .into());
+    }
+    Ok(policy)
+}
+
+/// The plan plus each snapshot's local time, computed in the chosen zone.
+fn decide<T: TimeZone>(policy: &Policy, snaps: &[Snapshot], tz: &T) -> Result<(Plan, Vec<String>)>
+where
+    T::Offset: Display,
+{
+    let metas: Vec<SnapshotMeta> = snaps.iter().map(SnapshotMeta::from).collect();
+    let plan = retention::apply(policy, &metas, Utc::now(), tz)?;
+    let times = snaps
+        .iter()
+        .map(|s| {
+            s.time
+                .with_timezone(tz)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string()
+        })
+        .collect();
+    Ok((plan, times))
+}
+
+/// Runs `forget`.
+pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
+    let policy = policy_from(&a)?;
+    let tz = a
+        .timezone
+        .as_deref()
+        .map(retention::parse_timezone)
+        .transpose()
+        .map_err(|e| UsageError(format!("--timezone: {e}")))?;
+    let repo = ctx.open().await?;
+    // A dry run changes nothing, so it does not need to exclude backups running meanwhile.
+    let lock = repo
+        .lock(
+            !a.dry_run,
+            if a.dry_run {
+                "forget --dry-run"
+            } else {
+                "forget"
+            },
+        )
+        .await?;
+    let result = forget(ctx, &repo, &policy, tz, a.dry_run).await;
+    lock.release().await.ok();
+    result
+}
+
+async fn forget(
+    ctx: &Ctx,
+    repo: &Repository<Open>,
+    policy: &Policy,
+    tz: Option<retention::Tz>,
+    dry_run: bool,
+) -> Result<u8> {
+    let snaps = repo.list_snapshots().await?;
+    let (plan, times) = match tz {
+        Some(tz) => decide(policy, &snaps, &tz)?,
+        None => decide(policy, &snaps, &chrono::Local)?,
+    };
+    let zone = tz.map_or_else(|| "this machine's time zone".to_string(), |t| t.to_string());
+
+    if !ctx.global.quiet {
+        for n in &plan.notes {
+            eprintln!("coffer: note: {n}");
+        }
+    }
+    if ctx.global.json {
+        let rows: Vec<serde_json::Value> = snaps
+            .iter()
+            .zip(&plan.decisions)
+            .map(|(s, d)| {
+                serde_json::json!({
+                    "id": s.id,
+                    "time": s.time,
+                    "hostname": s.hostname,
+                    "source": SnapshotMeta::from(s).source,
+                    "tags": s.tags,
+                    "group": d.group,
+                    "keep": d.keep,
+                    "reasons": d.reasons,
+                    "removed_by": d.removed_by,
+                    "size_estimate": s.stats.bytes_added,
+                })
+            })
+            .collect();
+        output::print_json(&rows);
+    } else if !ctx.global.quiet {
+        print_text(policy, &zone, &snaps, &plan, &times, dry_run);
+    }
+
+    if !dry_run {
+        let removed = plan.removed();
+        for (n, id) in removed.iter().enumerate() {
+            repo.delete_snapshot(id).await.with_context(|| {
+                format!(
+                    "deleting snapshot {} ({n} of {} deleted before it)",
+                    id.short(),
+                    removed.len()
+                )
+            })?;
+        }
+    }
+    Ok(code::OK)
+}
+
+fn print_text(
+    policy: &Policy,
+    zone: &str,
+    snaps: &[Snapshot],
+    plan: &Plan,
+    times: &[String],
+    dry_run: bool,
+) {
+    println!("policy: {policy} (time zone: {zone})");
+    let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
+    for (i, d) in plan.decisions.iter().enumerate() {
+        groups.entry(d.group.to_string()).or_default().push(i);
+    }
+    for (key, members) in &groups {
+        let kept = members.iter().filter(|&&i| plan.decisions[i].keep).count();
+        println!("\n{key}: keep {kept}, remove {}", members.len() - kept);
+        // Oldest first, as `snapshots` lists them (the input is sorted that way).
+        for &i in members {
+            let d = &plan.decisions[i];
+            let mut why = d.reasons.join(", ");
+            if let Some(r) = &d.removed_by {
+                why = format!("removed by {r} (matched: {why})");
+            }
+            let line = format!(
+                "  {:<6}  {}  {}  {}",
+                if d.keep { "keep" } else { "remove" },
+                snaps[i].id.short(),
+                times[i],
+                why
+            );
+            println!("{}", line.trim_end());
+        }
+    }
+    if policy.max_size.is_some() {
+        println!(
+            "\nestimated size of the kept snapshots: {} of {} (from each snapshot's added bytes)",
+            output::size(plan.size_after),
+            output::size(plan.size_before)
+        );
+    }
+    let removed = plan.decisions.iter().filter(|d| !d.keep).count();
+    let total = plan.decisions.len();
+    if dry_run {
+        println!("\ndry run: would remove {removed} of {total} snapshots");
+    } else if removed > 0 {
+        println!(
+            "\nremoved {removed} of {total} snapshots; their data stays until a prune frees it"
+        );
+    } else {
+        println!("\nremoved no snapshot ({total} kept)");
+    }
+}

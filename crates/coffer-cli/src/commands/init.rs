@@ -1,0 +1,50 @@
+//! `coffer init`: create a repository.
+
+use crate::cli::InitArgs;
+use crate::context::{kdf_params, Ctx};
+use crate::output::{self, UsageError};
+use anyhow::Result;
+use coffer_core::compression::Compression;
+use coffer_core::crypto::Encryption;
+use coffer_core::InitOptions;
+
+/// Runs `init`.
+pub async fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
+    let compression: Compression = a
+        .compression
+        .parse()
+        .map_err(|e: coffer_core::Error| UsageError(e.to_string()))?;
+    let encryption: Encryption = a
+        .encryption
+        .parse()
+        .map_err(|e: coffer_core::Error| UsageError(e.to_string()))?;
+    if encryption == Encryption::None && !a.insecure_no_encryption {
+        return Err(UsageError("--encryption none stores data readable by anyone: add --insecure-no-encryption if that is what you want".into()).into());
+    }
+    if encryption == Encryption::None {
+        eprintln!("coffer: warning: this repository is NOT encrypted: anyone who can read it can read your data (it is still authenticated)");
+    }
+    let password = ctx.password()?;
+    let repo = ctx.closed().await?;
+    let opts = InitOptions {
+        compression,
+        encryption,
+        kdf: kdf_params()?,
+        ..Default::default()
+    };
+    let repo = repo.init(&password, opts).await?;
+    let url = ctx.repo_url()?;
+    if ctx.global.json {
+        output::print_json(
+            &serde_json::json!({ "repository": url, "id": repo.config().id, "compression": repo.config().compression, "encryption": repo.config().encryption }),
+        );
+    } else if !ctx.global.quiet {
+        println!(
+            "created repository {} at {url} ({}, {})",
+            repo.config().id.short(),
+            repo.config().compression,
+            repo.config().encryption
+        );
+    }
+    Ok(output::code::OK)
+}

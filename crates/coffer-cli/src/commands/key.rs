@@ -1,0 +1,99 @@
+//! `coffer key`: list, add, remove and change the passwords that open the repository.
+
+use crate::cli::{KeyCommand, NewPassword};
+use crate::context::{kdf_params, read_password_file, Ctx};
+use crate::output::{self, code, UsageError};
+use anyhow::Result;
+
+fn new_password(n: &NewPassword) -> Result<Vec<u8>> {
+    if let Some(f) = &n.new_password_file {
+        return read_password_file(f);
+    }
+    if let Ok(p) = std::env::var("COFFER_NEW_PASSWORD") {
+        if !p.is_empty() {
+            return Ok(p.into_bytes());
+        }
+    }
+    Err(
+        UsageError("no new password given: use --new-password-file or COFFER_NEW_PASSWORD".into())
+            .into(),
+    )
+}
+
+/// Runs `key ...`.
+pub async fn run(ctx: &Ctx, k: KeyCommand) -> Result<u8> {
+    let repo = ctx.open().await?;
+    match k {
+        KeyCommand::List => {
+            let keys = repo.list_keys().await?;
+            if ctx.global.json {
+                output::print_json(&keys);
+            } else {
+                for k in keys {
+                    println!(
+                        "{} {}  {}  {}@{}",
+                        if k.current { "*" } else { " " },
+                        k.id.short(),
+                        k.created.format("%Y-%m-%d %H:%M:%S"),
+                        k.username,
+                        k.hostname
+                    );
+                }
+            }
+        }
+        KeyCommand::Add(n) => {
+            let id = repo.add_key(&new_password(&n)?, kdf_params()?).await?;
+            if ctx.global.json {
+                output::print_json(&serde_json::json!({ "added": id }));
+            } else if !ctx.global.quiet {
+                println!("added key {}", id.short());
+            }
+        }
+        KeyCommand::Remove { id } => {
+            let keys = repo.list_keys().await?;
+            let m: Vec<_> = keys
+                .iter()
+                .filter(|k| k.id.to_hex().starts_with(&id.to_ascii_lowercase()))
+                .collect();
+            let k = match m.len() {
+                0 => {
+                    return Err(coffer_core::Error::not_found(format!(
+                        "no key has an id starting with {id}"
+                    ))
+                    .into())
+                }
+                1 => m[0],
+                _ => {
+                    return Err(coffer_core::Error::new(
+                        coffer_core::ErrorKind::Ambiguous,
+                        format!("key prefix {id} is ambiguous"),
+                    )
+                    .into())
+                }
+            };
+            if keys.len() == 1 {
+                return Err(coffer_core::Error::invalid(
+                    "refusing to remove the last key: the repository could never be opened again",
+                )
+                .into());
+            }
+            repo.remove_key(&k.id).await?;
+            if ctx.global.json {
+                output::print_json(&serde_json::json!({ "removed": k.id }));
+            } else if !ctx.global.quiet {
+                println!("removed key {}", k.id.short());
+            }
+        }
+        KeyCommand::Passwd(n) => {
+            let id = repo
+                .change_password(&new_password(&n)?, kdf_params()?)
+                .await?;
+            if ctx.global.json {
+                output::print_json(&serde_json::json!({ "key": id }));
+            } else if !ctx.global.quiet {
+                println!("password changed (key {})", id.short());
+            }
+        }
+    }
+    Ok(code::OK)
+}

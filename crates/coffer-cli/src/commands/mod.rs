@@ -1,0 +1,42 @@
+//! One module per subcommand; `run` dispatches.
+
+mod backup;
+mod check;
+mod delete;
+mod diff;
+mod forget;
+mod init;
+mod key;
+mod ls;
+mod progress;
+mod restore;
+mod show;
+mod snapshots;
+mod stats;
+mod unlock;
+mod verify;
+
+use crate::cli::{Cli, Command};
+use crate::context::Ctx;
+use anyhow::Result;
+
+/// Runs the parsed command; returns the exit code.
+pub async fn run(cli: Cli) -> Result<u8> {
+    let ctx = Ctx { global: cli.global };
+    match cli.command {
+        Command::Init(a) => init::run(&ctx, a).await,
+        Command::Backup(a) => backup::run(&ctx, a).await,
+        Command::Snapshots(f) => snapshots::run(&ctx, f).await,
+        Command::Show(a) => show::run(&ctx, a).await,
+        Command::Ls(a) => ls::run(&ctx, a).await,
+        Command::Restore(a) => restore::run(&ctx, a).await,
+        Command::Verify(a) => verify::run(&ctx, a).await,
+        Command::Check(a) => check::run(&ctx, a).await,
+        Command::Delete(a) => delete::run(&ctx, a).await,
+        Command::Stats => stats::run(&ctx).await,
+        Command::Diff(a) => diff::run(&ctx, a).await,
+        Command::Key(k) => key::run(&ctx, k).await,
+        Command::Unlock(a) => unlock::run(&ctx, a).await,
+        Command::Forget(a) => forget::run(&ctx, a).await,
+    }
+}

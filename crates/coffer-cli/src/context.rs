@@ -1,0 +1,173 @@
+//! Where the repository is, how its password is found, and opening it.
+
+use crate::cli::{Global, SnapshotFilter};
+use anyhow::{anyhow, bail, Context as _, Result};
+use coffer_core::keyfile::KdfParams;
+use coffer_core::snapshot::Snapshot;
+use coffer_core::{Closed, Indexed, Open, Repository};
+use std::path::PathBuf;
+
+/// The embedded default repository and its key file.
+pub struct DefaultRepo {
+    /// The repository folder.
+    pub repo: PathBuf,
+    /// The generated password file.
+    pub key: PathBuf,
+}
+
+/// The embedded default's locations (XDG data and config directories).
+pub fn default_repo() -> Result<DefaultRepo> {
+    let data = dirs::data_dir().ok_or_else(|| {
+        anyhow!("cannot find the user's data directory: set --repo or COFFER_REPOSITORY")
+    })?;
+    let config = dirs::config_dir().ok_or_else(|| {
+        anyhow!("cannot find the user's config directory: set --repo or COFFER_REPOSITORY")
+    })?;
+    Ok(DefaultRepo {
+        repo: data.join("coffer").join("repository"),
+        key: config.join("coffer").join("default.key"),
+    })
+}
+
+/// Argon2id costs for new keys: the default, or `COFFER_KDF_PARAMS` ("m_kib,t,p"), which
+/// tests use to make key derivation cheap. Never lower it for real repositories.
+pub fn kdf_params() -> Result<KdfParams> {
+    match std::env::var("COFFER_KDF_PARAMS") {
+        Ok(s) => Ok(s.parse()?),
+        Err(_) => Ok(KdfParams::default()),
+    }
+}
+
+/// The resolved command context.
+pub struct Ctx {
+    /// Global options.
+    pub global: Global,
+}
+
+fn first_line(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
+    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    if line.is_empty() {
+        bail!("{what} gave an empty password");
+    }
+    Ok(line.to_vec())
+}
+
+/// Reads a password from a file (first line).
+pub fn read_password_file(path: &std::path::Path) -> Result<Vec<u8>> {
+    let data = std::fs::read(path)
+        .with_context(|| format!("cannot read the password file {}", path.display()))?;
+    first_line(&data, &format!("the password file {}", path.display()))
+}
+
+impl Ctx {
+    /// Whether no repository was named (the embedded default applies).
+    pub fn uses_default(&self) -> bool {
+        self.global.repo.is_none()
+    }
+
+    /// The repository URL.
+    pub fn repo_url(&self) -> Result<String> {
+        match &self.global.repo {
+            Some(r) => Ok(r.clone()),
+            None => Ok(default_repo()?.repo.to_string_lossy().into_owned()),
+        }
+    }
+
+    /// The password, from (in order) --password-file / COFFER_PASSWORD_FILE, COFFER_PASSWORD,
+    /// --password-command, or the embedded default's key file.
+    pub fn password(&self) -> Result<Vec<u8>> {
+        if let Some(f) = &self.global.password_file {
+            return read_password_file(f);
+        }
+        if let Ok(p) = std::env::var("COFFER_PASSWORD") {
+            return first_line(p.as_bytes(), "COFFER_PASSWORD");
+        }
+        if let Some(cmd) = &self.global.password_command {
+            let out = std::process::Command::new("sh")
+                .arg("-c")
+                .arg(cmd)
+                .stderr(std::process::Stdio::inherit())
+                .output()
+                .context("cannot run the password command")?;
+            if !out.status.success() {
+                bail!("the password command failed ({})", out.status);
+            }
+            return first_line(&out.stdout, "the password command");
+        }
+        if self.uses_default() {
+            let d = default_repo()?;
+            if d.key.exists() {
+                return read_password_file(&d.key);
+            }
+        }
+        Err(crate::output::UsageError(
+            "no password given: use --password-file, COFFER_PASSWORD_FILE, COFFER_PASSWORD or --password-command".into(),
+        )
+        .into())
+    }
+
+    /// A closed repository handle.
+    pub async fn closed(&self) -> Result<Repository<Closed>> {
+        let url = self.repo_url()?;
+        let backend =
+            coffer_storage::open(&url, &coffer_storage::StorageOptions::default()).await?;
+        Ok(Repository::new(backend))
+    }
+
+    /// Opens the repository (key and config).
+    pub async fn open(&self) -> Result<Repository<Open>> {
+        let repo = self.closed().await?;
+        if !repo.exists().await? {
+            // Say so before asking for a password that would not help.
+            return Err(coffer_core::Error::new(
+                coffer_core::ErrorKind::RepositoryNotFound,
+                format!(
+                    "there is no repository at {} (create one with `coffer init`)",
+                    self.repo_url()?
+                ),
+            )
+            .into());
+        }
+        let pw = self.password()?;
+        Ok(repo.open(&pw).await?)
+    }
+
+    /// Opens the repository and loads its index.
+    pub async fn open_indexed(&self) -> Result<Repository<Indexed>> {
+        Ok(self.open().await?.load_index().await?)
+    }
+}
+
+/// Applies a filter to snapshots.
+pub fn filter_snapshots(all: Vec<Snapshot>, f: &SnapshotFilter) -> Vec<Snapshot> {
+    let source = f.source.as_ref().map(|s| {
+        std::fs::canonicalize(s)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| s.clone())
+    });
+    all.into_iter()
+        .filter(|s| f.tags.is_empty() || f.tags.iter().any(|t| s.tags.contains(t)))
+        .filter(|s| f.host.as_ref().is_none_or(|h| &s.hostname == h))
+        .filter(|s| {
+            source.as_ref().is_none_or(|src| {
+                s.source.paths.iter().any(|p| p == src) || &s.source.location == src
+            })
+        })
+        .collect()
+}
+
+/// Resolves one snapshot argument (id, prefix or `latest`) under a filter.
+pub async fn find_snapshot<S: coffer_core::Opened>(
+    repo: &Repository<S>,
+    spec: &str,
+    filter: &SnapshotFilter,
+) -> Result<Snapshot> {
+    let all = repo.list_snapshots().await?;
+    let candidates = if spec == "latest" {
+        filter_snapshots(all, filter)
+    } else {
+        all
+    };
+    Ok(Repository::<S>::resolve_snapshot(spec, &candidates)?.clone())
+}

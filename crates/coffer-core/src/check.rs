@@ -1,0 +1,392 @@
+//! `check`: the repository's structure (every index entry points into an existing pack, every
+//! snapshot's trees are complete) and, with `read_data`, every byte of the chosen packs.
+
+use crate::backend::FileType;
+use crate::error::{ErrorKind, Result};
+use crate::id::Id;
+use crate::index::BlobLocation;
+use crate::pack::{decode_trailer, parse_footer, BlobType, FOOTER_LEN};
+use crate::repository::{Indexed, Repository};
+use crate::tree::NodeKind;
+use serde::Serialize;
+use sha2::Digest;
+use std::collections::{HashMap, HashSet};
+
+/// What to check.
+#[derive(Debug, Clone, Default)]
+pub struct CheckOptions {
+    /// Read and authenticate pack data.
+    pub read_data: bool,
+    /// Read only this fraction (0..=1] of the packs, chosen at random.
+    pub subset: Option<f64>,
+}
+
+/// The findings of `check` or `verify`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct CheckReport {
+    /// Whether nothing was damaged or missing.
+    pub ok: bool,
+    /// Damage and missing data, each naming the objects involved.
+    pub errors: Vec<String>,
+    /// Harmless findings (such as packs left by an interrupted backup).
+    pub notes: Vec<String>,
+    /// Snapshots checked.
+    pub snapshots: usize,
+    /// Packs in the repository.
+    pub packs: usize,
+    /// Packs read (with `read_data`).
+    pub packs_read: usize,
+    /// Blobs in the index.
+    pub blobs: usize,
+    /// Damaged or missing blob ids.
+    #[serde(skip)]
+    pub bad_blobs: HashSet<Id>,
+    /// Snapshots affected by damage.
+    pub affected_snapshots: Vec<String>,
+}
+
+impl Repository<Indexed> {
+    /// Checks the repository.
+    pub async fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        let mut r = CheckReport::default();
+        let packs: HashMap<Id, u64> = self
+            .backend()
+            .list(FileType::Pack)
+            .await?
+            .into_iter()
+            .collect();
+        r.packs = packs.len();
+        // 1. The index against the packs.
+        let mut by_pack: HashMap<Id, Vec<BlobLocation>> = HashMap::new();
+        {
+            let index = self.index();
+            r.blobs = index.len();
+            for loc in index.iter() {
+                by_pack.entry(loc.pack).or_default().push(loc);
+            }
+        }
+        let mut missing_packs = 0;
+        for (pack, locs) in &by_pack {
+            match packs.get(pack) {
+                None => {
+                    missing_packs += 1;
+                    r.errors.push(format!(
+                        "pack {} is in the index but missing from the repository ({} blobs lost)",
+                        pack.to_hex(),
+                        locs.len()
+                    ));
+                    r.bad_blobs.extend(locs.iter().map(|l| l.entry.id));
+                }
+                Some(size) => {
+                    for l in locs {
+                        if l.entry.offset as u64 + l.entry.length as u64 + FOOTER_LEN as u64 > *size
+                        {
+                            r.errors.push(format!(
+                                "pack {}: blob {} lies beyond the pack's end (pack truncated)",
+                                pack.to_hex(),
+                                l.entry.id.to_hex()
+                            ));
+                            r.bad_blobs.insert(l.entry.id);
+                        }
+                    }
+                }
+            }
+        }
+        let _ = missing_packs;
+        let unindexed: Vec<&Id> = packs.keys().filter(|p| !by_pack.contains_key(*p)).collect();
+        if !unindexed.is_empty() {
+            r.notes.push(format!(
+                "{} pack(s) are not in the index (left by an interrupted backup); they are harmless and a later prune removes them",
+                unindexed.len()
+            ));
+        }
+        // 2. Every snapshot's trees, and every blob they reference.
+        let reader = self.blob_reader();
+        let snaps = self.list_snapshots().await?;
+        r.snapshots = snaps.len();
+        let mut seen_trees: HashSet<Id> = HashSet::new();
+        let mut tree_errors: Vec<String> = Vec::new();
+        for s in &snaps {
+            let mut stack = vec![(String::from("/"), s.tree)];
+            while let Some((path, tid)) = stack.pop() {
+                if !seen_trees.insert(tid) {
+                    continue;
+                }
+                let tree = match reader.load_tree(&tid).await {
+                    Ok(t) => t,
+                    Err(e) => {
+                        tree_errors
+                            .push(format!("snapshot {}: directory {path}: {e}", s.id.short()));
+                        r.bad_blobs.insert(tid);
+                        continue;
+                    }
+                };
+                for n in &tree.nodes {
+                    let p = format!(
+                        "{}{}{}",
+                        path,
+                        if path.ends_with('/') { "" } else { "/" },
+                        n.name.lossy()
+                    );
+                    if n.kind == NodeKind::Dir {
+                        if let Some(sub) = n.subtree {
+                            stack.push((p.clone(), sub));
+                        }
+                    }
+                    for c in &n.content {
+                        if !self.index().contains(c) {
+                            tree_errors.push(format!(
+                                "snapshot {}: {p}: chunk {} is missing from the index",
+                                s.id.short(),
+                                c.to_hex()
+                            ));
+                            r.bad_blobs.insert(*c);
+                        }
+                    }
+                }
+            }
+        }
+        r.errors.extend(tree_errors);
+        // 3. The data itself.
+        if opts.read_data {
+            let mut chosen: Vec<(&Id, &u64)> = packs.iter().collect();
+            chosen.sort();
+            if let Some(f) = opts.subset {
+                let n = ((chosen.len() as f64) * f).ceil() as usize;
+                use rand::seq::SliceRandom;
+                chosen.shuffle(&mut rand::rng());
+                chosen.truncate(n.max(1).min(chosen.len()));
+            }
+            use futures::StreamExt;
+            let results: Vec<(Vec<String>, Vec<Id>)> = futures::stream::iter(
+                chosen
+                    .into_iter()
+                    .map(|(id, size)| self.read_pack(*id, *size, by_pack.get(id))),
+            )
+            .buffer_unordered(4)
+            .collect()
+            .await;
+            r.packs_read = results.len();
+            for (errs, bad) in results {
+                r.errors.extend(errs);
+                r.bad_blobs.extend(bad);
+            }
+        }
+        if !r.bad_blobs.is_empty() {
+            r.affected_snapshots = self.snapshots_using(&r.bad_blobs, &snaps).await;
+            for a in &r.affected_snapshots {
+                r.errors.push(format!("affected: {a}"));
+            }
+        }
+        r.ok = r.errors.is_empty();
+        Ok(r)
+    }
+
+    /// Reads one pack whole (blob by blob, never all at once), authenticates every blob and the
+    /// trailer, and checks the pack's SHA-256 against its name.
+    async fn read_pack(
+        &self,
+        id: Id,
+        size: u64,
+        indexed: Option<&Vec<BlobLocation>>,
+    ) -> (Vec<String>, Vec<Id>) {
+        let mut errs = Vec::new();
+        let mut bad = Vec::new();
+        let be = self.backend();
+        let keys = self.keyring();
+        let name = id.to_hex();
+        if size < FOOTER_LEN as u64 {
+            errs.push(format!(
+                "pack {name} is too short to be a pack ({size} bytes)"
+            ));
+            bad.extend(indexed.into_iter().flatten().map(|l| l.entry.id));
+            return (errs, bad);
+        }
+        let footer = match be
+            .read_range(
+                FileType::Pack,
+                &id,
+                size - FOOTER_LEN as u64,
+                FOOTER_LEN as u64,
+            )
+            .await
+        {
+            Ok(f) => f,
+            Err(e) => {
+                return (
+                    vec![format!("pack {name}: cannot read: {e}")],
+                    indexed.into_iter().flatten().map(|l| l.entry.id).collect(),
+                )
+            }
+        };
+        let mut sha = sha2::Sha256::new();
+        let trailer = match parse_footer(&footer) {
+            Ok((salt, tlen)) if (tlen as u64) + FOOTER_LEN as u64 <= size => {
+                let start = size - FOOTER_LEN as u64 - tlen as u64;
+                match be.read_range(FileType::Pack, &id, start, tlen as u64).await {
+                    Ok(t) => decode_trailer(&keys.key, keys.encryption, &salt, &t)
+                        .map(|e| (salt, e, t, start)),
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(_) => Err(crate::Error::corrupt("trailer length exceeds the pack")),
+            Err(e) => Err(e),
+        };
+        let reader = self.blob_reader();
+        match trailer {
+            Err(e) => {
+                errs.push(format!("pack {name}: trailer is damaged: {e}"));
+                // Fall back on the index to test each blob.
+                for l in indexed.into_iter().flatten() {
+                    match be
+                        .read_range(
+                            FileType::Pack,
+                            &id,
+                            l.entry.offset as u64,
+                            l.entry.length as u64,
+                        )
+                        .await
+                    {
+                        Ok(b)
+                            if reader
+                                .open_located(l, &b)
+                                .map(|c| reader.id_matches(&l.entry.id, &c))
+                                .unwrap_or(false) => {}
+                        _ => {
+                            errs.push(format!(
+                                "pack {name}: blob {} is damaged",
+                                l.entry.id.to_hex()
+                            ));
+                            bad.push(l.entry.id);
+                        }
+                    }
+                }
+            }
+            Ok((salt, mut entries, tbytes, tstart)) => {
+                entries.sort_by_key(|e| e.offset);
+                let mut pos = 0u64;
+                for e in &entries {
+                    if e.offset as u64 != pos {
+                        errs.push(format!(
+                            "pack {name}: blobs are not contiguous at offset {pos}"
+                        ));
+                    }
+                    pos = e.offset as u64 + e.length as u64;
+                    let loc = BlobLocation {
+                        pack: id,
+                        salt,
+                        entry: *e,
+                    };
+                    match be
+                        .read_range(FileType::Pack, &id, e.offset as u64, e.length as u64)
+                        .await
+                    {
+                        Ok(b) => {
+                            sha.update(&b);
+                            match reader.open_located(&loc, &b) {
+                                Ok(c) if reader.id_matches(&e.id, &c) => {}
+                                Ok(_) => {
+                                    errs.push(format!(
+                                        "pack {name}: blob {} does not match its id",
+                                        e.id.to_hex()
+                                    ));
+                                    bad.push(e.id);
+                                }
+                                Err(err) => {
+                                    errs.push(format!(
+                                        "pack {name}: {} blob {} is damaged: {err}",
+                                        if e.blob_type == BlobType::Tree {
+                                            "tree"
+                                        } else {
+                                            "data"
+                                        },
+                                        e.id.to_hex()
+                                    ));
+                                    bad.push(e.id);
+                                }
+                            }
+                        }
+                        Err(err) => {
+                            errs.push(format!(
+                                "pack {name}: cannot read blob {}: {err}",
+                                e.id.to_hex()
+                            ));
+                            bad.push(e.id);
+                        }
+                    }
+                }
+                if pos != tstart {
+                    errs.push(format!(
+                        "pack {name}: {} unexplained bytes before the trailer",
+                        tstart.saturating_sub(pos)
+                    ));
+                }
+                sha.update(&tbytes);
+                sha.update(&footer);
+                if pos == tstart && Id(sha.finalize().into()) != id {
+                    errs.push(format!(
+                        "pack {name}: content does not match its name (SHA-256 mismatch)"
+                    ));
+                }
+                if let Some(idx) = indexed {
+                    let inpack: HashSet<Id> = entries.iter().map(|e| e.id).collect();
+                    for l in idx {
+                        if !inpack.contains(&l.entry.id) {
+                            errs.push(format!(
+                                "pack {name}: the index lists blob {} that the pack does not hold",
+                                l.entry.id.to_hex()
+                            ));
+                            bad.push(l.entry.id);
+                        }
+                    }
+                }
+            }
+        }
+        (errs, bad)
+    }
+
+    /// Names the snapshots (and first paths) that use any of `bad`.
+    pub async fn snapshots_using(
+        &self,
+        bad: &HashSet<Id>,
+        snaps: &[crate::snapshot::Snapshot],
+    ) -> Vec<String> {
+        let reader = self.blob_reader();
+        let mut out = Vec::new();
+        for s in snaps {
+            let mut hits: Vec<String> = Vec::new();
+            if bad.contains(&s.tree) {
+                hits.push("/".into());
+            }
+            let mut visit = |p: &[u8], n: &crate::tree::Node| {
+                if n.content.iter().any(|c| bad.contains(c))
+                    || n.subtree.is_some_and(|t| bad.contains(&t))
+                {
+                    hits.push(String::from_utf8_lossy(p).into_owned());
+                }
+                Ok(())
+            };
+            let walked = crate::walk::walk_tree(&reader, s.tree, &mut visit).await;
+            if let Err(e) = walked {
+                if e.kind() != ErrorKind::Corrupt || hits.is_empty() {
+                    hits.push(format!("(tree unreadable: {e})"));
+                }
+            }
+            if !hits.is_empty() {
+                let more = if hits.len() > 5 {
+                    format!(" and {} more", hits.len() - 5)
+                } else {
+                    String::new()
+                };
+                hits.truncate(5);
+                out.push(format!(
+                    "snapshot {} ({}): {}{more}",
+                    s.id.short(),
+                    s.time.format("%Y-%m-%d %H:%M:%S"),
+                    hits.join(", ")
+                ));
+            }
+        }
+        out
+    }
+}

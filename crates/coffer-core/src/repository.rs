@@ -1,0 +1,529 @@
+//! The repository and its lifecycle, as types: a [`Repository<Closed>`] can only be created or
+//! opened; a [`Repository<Open>`] knows its key and can list snapshots and manage keys; only a
+//! [`Repository<Indexed>`] has loaded the index and can back up, read blobs, restore and check.
+
+use crate::backend::{Backend, FileType};
+use crate::chunker::ChunkerParams;
+use crate::compression::Compression;
+use crate::config::{RepoConfig, FORMAT_VERSION};
+use crate::crypto::{open_object, seal_object, Encryption, MasterKey};
+use crate::error::{Error, ErrorKind, Result};
+use crate::id::Id;
+use crate::index::{Index, IndexFile};
+use crate::keyfile::{KdfParams, KeyFile};
+use crate::snapshot::Snapshot;
+use bytes::Bytes;
+use chrono::Utc;
+use std::sync::{Arc, RwLock};
+
+/// State: nothing is known but where the repository is.
+pub struct Closed;
+
+/// State: the master key and config are known.
+pub struct Open {
+    pub(crate) keys: Arc<Keyring>,
+}
+
+/// State: the index is loaded too.
+pub struct Indexed {
+    pub(crate) keys: Arc<Keyring>,
+    pub(crate) index: Arc<RwLock<Index>>,
+    pub(crate) index_files: Vec<Id>,
+}
+
+/// What an opened repository knows: backend, master key, settings.
+pub struct Keyring {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) key: MasterKey,
+    pub(crate) key_id: Id,
+    pub(crate) config: RepoConfig,
+    pub(crate) compression: Compression,
+    pub(crate) encryption: Encryption,
+}
+
+impl Keyring {
+    /// Seals an object of type `ft` (aad = type name and id).
+    pub(crate) fn seal(&self, ft: FileType, id: &Id, plaintext: &[u8]) -> Vec<u8> {
+        let framed = Compression::Zstd(3).encode(plaintext);
+        seal_object(&self.key, self.encryption, &object_aad(ft, id), &framed)
+    }
+
+    /// Writes a snapshot manifest.
+    pub(crate) async fn save_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        let plain = serde_json::to_vec(snap).expect("snapshot serializes");
+        let sealed = self.seal(FileType::Snapshot, &snap.id, &plain);
+        self.backend
+            .write(FileType::Snapshot, &snap.id, Bytes::from(sealed))
+            .await
+    }
+
+    /// Opens an object of type `ft` sealed by [`Keyring::seal`].
+    pub(crate) fn open(&self, ft: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
+        let framed = open_object(&self.key, self.encryption, &object_aad(ft, id), data)
+            .map_err(|e| e.context(format!("{} {}", ft.name(), id.short())))?;
+        crate::compression::decode(&framed, None, 1 << 31)
+    }
+}
+
+fn object_aad(ft: FileType, id: &Id) -> Vec<u8> {
+    // Index files are named by their SHA-256, which already proves their bytes; binding the name
+    // as well would be circular. Snapshots and locks bind their random id.
+    let mut a = ft.name().as_bytes().to_vec();
+    if ft != FileType::Index {
+        a.extend_from_slice(&id.0);
+    }
+    a
+}
+
+/// Options for `init`.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    /// Compression for new blobs.
+    pub compression: Compression,
+    /// AEAD.
+    pub encryption: Encryption,
+    /// Argon2id costs of the first key.
+    pub kdf: KdfParams,
+    /// Chunk sizes.
+    pub chunker: ChunkerParams,
+}
+
+impl Default for InitOptions {
+    fn default() -> Self {
+        InitOptions {
+            compression: Compression::default(),
+            encryption: Encryption::Aes256Gcm,
+            kdf: KdfParams::default(),
+            chunker: ChunkerParams::default(),
+        }
+    }
+}
+
+/// A repository in state `S`.
+pub struct Repository<S> {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) state: S,
+}
+
+/// This host's name, for manifests, keys and locks.
+pub fn hostname() -> String {
+    hostname::get()
+        .map(|h| h.to_string_lossy().into_owned())
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// The current user's name, for keys and locks.
+pub fn username() -> String {
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+impl Repository<Closed> {
+    /// A handle on the repository stored in `backend`.
+    pub fn new(backend: Arc<dyn Backend>) -> Self {
+        Repository {
+            backend,
+            state: Closed,
+        }
+    }
+
+    /// Whether a repository exists there (a `config` object is present).
+    pub async fn exists(&self) -> Result<bool> {
+        Ok(self
+            .backend
+            .stat(FileType::Config, &Id::ZERO)
+            .await?
+            .is_some())
+    }
+
+    /// Creates a new repository with one key for `password`.
+    pub async fn init(self, password: &[u8], opts: InitOptions) -> Result<Repository<Open>> {
+        if self.exists().await? {
+            return Err(Error::new(
+                ErrorKind::RepositoryExists,
+                format!("a repository already exists at {}", self.backend.location()),
+            ));
+        }
+        self.backend.create().await?;
+        let key = MasterKey::generate();
+        let config = RepoConfig {
+            format_version: FORMAT_VERSION,
+            id: Id::random(),
+            compression: opts.compression.to_string(),
+            encryption: opts.encryption.to_string(),
+            chunker: opts.chunker,
+            created: Utc::now(),
+        };
+        let kf = KeyFile::create(&key, password, opts.kdf, &hostname(), &username())?;
+        let key_id = Id::random();
+        // The key first, then the config: a repository whose config exists can always be opened.
+        self.backend
+            .write(FileType::Key, &key_id, Bytes::from(kf.to_bytes()))
+            .await?;
+        self.backend
+            .write(
+                FileType::Config,
+                &Id::ZERO,
+                Bytes::from(config.to_bytes(&key)),
+            )
+            .await?;
+        let keys = Keyring {
+            backend: self.backend.clone(),
+            key,
+            key_id,
+            compression: opts.compression,
+            encryption: opts.encryption,
+            config,
+        };
+        Ok(Repository {
+            backend: self.backend,
+            state: Open {
+                keys: Arc::new(keys),
+            },
+        })
+    }
+
+    /// Opens the repository with `password`, trying every key file.
+    pub async fn open(self, password: &[u8]) -> Result<Repository<Open>> {
+        let raw = match self.backend.read(FileType::Config, &Id::ZERO).await {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                return Err(Error::new(
+                    ErrorKind::RepositoryNotFound,
+                    format!(
+                        "there is no repository at {} (create one with `coffer init`)",
+                        self.backend.location()
+                    ),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        let config = RepoConfig::parse_unverified(&raw)?;
+        let mut keys = self.backend.list(FileType::Key).await?;
+        keys.sort();
+        if keys.is_empty() {
+            return Err(Error::corrupt(
+                "the repository has no key files (keys/ is empty)",
+            ));
+        }
+        let mut damaged = Vec::new();
+        for (kid, _) in keys {
+            let data = self.backend.read(FileType::Key, &kid).await?;
+            let kf = match KeyFile::parse(&data) {
+                Ok(k) => k,
+                Err(e) => {
+                    damaged.push(format!("keys/{}: {e}", kid.to_hex()));
+                    continue;
+                }
+            };
+            match kf.open(password) {
+                Ok(key) => {
+                    RepoConfig::verify(&raw, &key)?;
+                    let keys = Keyring {
+                        backend: self.backend.clone(),
+                        compression: config.compression()?,
+                        encryption: config.encryption()?,
+                        key,
+                        key_id: kid,
+                        config,
+                    };
+                    return Ok(Repository {
+                        backend: self.backend,
+                        state: Open {
+                            keys: Arc::new(keys),
+                        },
+                    });
+                }
+                Err(e) if e.kind() == ErrorKind::WrongPassword => continue,
+                Err(e) => damaged.push(format!("keys/{}: {e}", kid.to_hex())),
+            }
+        }
+        if !damaged.is_empty() {
+            return Err(Error::corrupt(format!(
+                "no key file opened with this password, and some are damaged: {}",
+                damaged.join("; ")
+            )));
+        }
+        Err(Error::new(
+            ErrorKind::WrongPassword,
+            "wrong password: no key file of the repository opens with it",
+        ))
+    }
+}
+
+/// Implemented by the states that hold the key: `Open` and `Indexed`.
+pub trait Opened {
+    /// The key ring.
+    fn keyring(&self) -> &Arc<Keyring>;
+}
+impl Opened for Open {
+    fn keyring(&self) -> &Arc<Keyring> {
+        &self.keys
+    }
+}
+impl Opened for Indexed {
+    fn keyring(&self) -> &Arc<Keyring> {
+        &self.keys
+    }
+}
+
+/// One key file as listed by `key list`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct KeyInfo {
+    /// The key file's id.
+    pub id: Id,
+    /// Whether this is the key the repository was opened with.
+    pub current: bool,
+    /// Host it was made on.
+    pub hostname: String,
+    /// User who made it.
+    pub username: String,
+    /// When it was made.
+    pub created: chrono::DateTime<Utc>,
+}
+
+impl<S: Opened> Repository<S> {
+    /// The settings.
+    pub fn config(&self) -> &RepoConfig {
+        &self.state.keyring().config
+    }
+
+    /// The storage backend.
+    pub fn backend(&self) -> &Arc<dyn Backend> {
+        &self.backend
+    }
+
+    /// The compression for new blobs.
+    pub fn compression(&self) -> Compression {
+        self.state.keyring().compression
+    }
+
+    /// The AEAD.
+    pub fn encryption(&self) -> Encryption {
+        self.state.keyring().encryption
+    }
+
+    /// Every snapshot, oldest first. A snapshot that cannot be read is an error, never skipped.
+    pub async fn list_snapshots(&self) -> Result<Vec<Snapshot>> {
+        let ids = self.backend.list(FileType::Snapshot).await?;
+        let mut out = Vec::with_capacity(ids.len());
+        let mut futs = futures::stream::iter(ids.into_iter().map(|(id, _)| self.load_snapshot(id)))
+            .buffer_unordered(16);
+        use futures::StreamExt;
+        while let Some(s) = futs.next().await {
+            out.push(s?);
+        }
+        out.sort_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)));
+        Ok(out)
+    }
+
+    /// Loads one snapshot by full id.
+    pub async fn load_snapshot(&self, id: Id) -> Result<Snapshot> {
+        let data = self.backend.read(FileType::Snapshot, &id).await?;
+        let plain = self.state.keyring().open(FileType::Snapshot, &id, &data)?;
+        let snap: Snapshot = serde_json::from_slice(&plain)
+            .map_err(|e| Error::corrupt(format!("snapshot {} does not parse: {e}", id.short())))?;
+        if snap.id != id {
+            return Err(Error::corrupt(format!(
+                "snapshot file {} holds snapshot {}",
+                id.short(),
+                snap.id.short()
+            )));
+        }
+        Ok(snap)
+    }
+
+    /// Resolves a full id, a unique prefix, or `latest` among `candidates` (already filtered).
+    pub fn resolve_snapshot<'a>(spec: &str, candidates: &'a [Snapshot]) -> Result<&'a Snapshot> {
+        if spec == "latest" {
+            return candidates
+                .iter()
+                .max_by(|a, b| a.time.cmp(&b.time).then(a.id.cmp(&b.id)))
+                .ok_or_else(|| {
+                    Error::not_found(
+                        "there is no snapshot (matching the filters) to take as latest",
+                    )
+                });
+        }
+        let spec_l = spec.to_ascii_lowercase();
+        if spec_l.is_empty() || !spec_l.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(Error::invalid(format!(
+                "{spec:?} is not a snapshot id, an id prefix or `latest`"
+            )));
+        }
+        let found: Vec<&Snapshot> = candidates
+            .iter()
+            .filter(|s| s.id.to_hex().starts_with(&spec_l))
+            .collect();
+        match found.len() {
+            0 => Err(Error::not_found(format!("no snapshot has an id starting with {spec}"))),
+            1 => Ok(found[0]),
+            n => Err(Error::new(
+                ErrorKind::Ambiguous,
+                format!("snapshot prefix {spec} is ambiguous: it matches {n} snapshots; give more digits"),
+            )),
+        }
+    }
+
+    /// Writes a snapshot manifest (the last step of a backup).
+    pub async fn save_snapshot(&self, snap: &Snapshot) -> Result<()> {
+        self.state.keyring().save_snapshot(snap).await
+    }
+
+    /// Deletes a snapshot manifest. Its data stays until a prune.
+    pub async fn delete_snapshot(&self, id: &Id) -> Result<()> {
+        self.backend.remove(FileType::Snapshot, id).await
+    }
+
+    /// Lists key files.
+    pub async fn list_keys(&self) -> Result<Vec<KeyInfo>> {
+        let mut out = Vec::new();
+        for (id, _) in self.backend.list(FileType::Key).await? {
+            let kf = KeyFile::parse(&self.backend.read(FileType::Key, &id).await?)?;
+            out.push(KeyInfo {
+                id,
+                current: id == self.state.keyring().key_id,
+                hostname: kf.hostname,
+                username: kf.username,
+                created: kf.created,
+            });
+        }
+        out.sort_by_key(|k| k.created);
+        Ok(out)
+    }
+
+    /// Adds a key file for another password; returns its id.
+    pub async fn add_key(&self, password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let kf = KeyFile::create(
+            &self.state.keyring().key,
+            password,
+            kdf,
+            &hostname(),
+            &username(),
+        )?;
+        let id = Id::random();
+        self.backend
+            .write(FileType::Key, &id, Bytes::from(kf.to_bytes()))
+            .await?;
+        Ok(id)
+    }
+
+    /// Removes a key file. The key in use cannot be removed (use `passwd` to replace it).
+    pub async fn remove_key(&self, id: &Id) -> Result<()> {
+        if *id == self.state.keyring().key_id {
+            return Err(Error::invalid(
+                "refusing to remove the key this command was opened with: open with another key, or use `key passwd`",
+            ));
+        }
+        if self.backend.stat(FileType::Key, id).await?.is_none() {
+            return Err(Error::not_found(format!("there is no key {}", id.short())));
+        }
+        self.backend.remove(FileType::Key, id).await
+    }
+
+    /// Replaces the current key file by one for `new_password`; returns the new key's id.
+    pub async fn change_password(&self, new_password: &[u8], kdf: KdfParams) -> Result<Id> {
+        let id = self.add_key(new_password, kdf).await?;
+        self.backend
+            .remove(FileType::Key, &self.state.keyring().key_id)
+            .await?;
+        Ok(id)
+    }
+
+    /// The id of the key this repository was opened with.
+    pub fn key_id(&self) -> Id {
+        self.state.keyring().key_id
+    }
+}
+
+use futures::StreamExt;
+
+/// Reads and merges every index file.
+pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
+    let ids: Vec<Id> = keys
+        .backend
+        .list(FileType::Index)
+        .await?
+        .into_iter()
+        .map(|(i, _)| i)
+        .collect();
+    let mut files = futures::stream::iter(ids.iter().map(|id| async move {
+        let data = keys.backend.read(FileType::Index, id).await?;
+        if Id::sha256(&data) != *id {
+            return Err(Error::corrupt(format!(
+                "index file {} does not match its name (damaged)",
+                id.to_hex()
+            )));
+        }
+        let plain = keys.open(FileType::Index, id, &data)?;
+        IndexFile::decode(&plain)
+            .map(|f| (*id, f))
+            .map_err(|e| e.context(format!("index {}", id.short())))
+    }))
+    .buffer_unordered(16);
+    let mut loaded = Vec::new();
+    while let Some(f) = files.next().await {
+        loaded.push(f?);
+    }
+    let superseded: std::collections::HashSet<Id> = loaded
+        .iter()
+        .flat_map(|(_, f)| f.supersedes.iter().copied())
+        .collect();
+    let mut index = Index::new();
+    let mut used = Vec::new();
+    for (id, f) in loaded {
+        if superseded.contains(&id) {
+            continue;
+        }
+        for p in &f.packs {
+            index.add_pack(p.id, p.salt, &p.entries);
+        }
+        used.push(id);
+    }
+    index.compact();
+    Ok((index, used))
+}
+
+impl Repository<Open> {
+    /// Loads the index; the repository can then read and write data.
+    pub async fn load_index(self) -> Result<Repository<Indexed>> {
+        let keys = self.state.keys;
+        let (index, files) = load_index(&keys).await?;
+        Ok(Repository {
+            backend: self.backend,
+            state: Indexed {
+                keys,
+                index: Arc::new(RwLock::new(index)),
+                index_files: files,
+            },
+        })
+    }
+}
+
+impl Repository<Indexed> {
+    /// A cheap, cloneable, thread-safe reader of blobs.
+    pub fn blob_reader(&self) -> crate::read::BlobReader {
+        crate::read::BlobReader::new(self.state.keys.clone(), self.state.index.clone())
+    }
+
+    /// The index (read-locked while the guard lives).
+    pub fn index(&self) -> std::sync::RwLockReadGuard<'_, Index> {
+        self.state.index.read().unwrap()
+    }
+
+    /// Ids of the index files in use.
+    pub fn index_files(&self) -> &[Id] {
+        &self.state.index_files
+    }
+
+    /// The key ring (for engine modules).
+    pub fn keyring(&self) -> &Arc<Keyring> {
+        &self.state.keys
+    }
+
+    /// The shared index (for engine modules).
+    pub(crate) fn shared_index(&self) -> &Arc<RwLock<Index>> {
+        &self.state.index
+    }
+}
