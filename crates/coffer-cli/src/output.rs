@@ -54,11 +54,27 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
 
 /// Prints an error on one line (and as JSON on stdout with `--json`).
 pub fn print_error(err: &anyhow::Error, code: u8, json: bool) {
-    let msg = format!("{err:#}");
+    let msg = one_line(err);
     eprintln!("coffer: error: {msg}");
     if json {
         println!("{}", serde_json::json!({ "error": msg, "exit_code": code }));
     }
+}
+
+/// The error and its causes on one line, each cause once (a cause already quoted by the
+/// message above it is not repeated).
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !msg.contains(&text) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&text);
+        }
+    }
+    msg
 }
 
 /// Sets up logging to stderr: warnings by default, more with `-v`, errors only with `-q`.
@@ -126,6 +142,16 @@ pub fn print_json(v: &impl serde::Serialize) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = coffer_core::Error::io("cannot back up /x", io);
+        let err = anyhow::Error::new(e);
+        assert_eq!(one_line(&err), "cannot back up /x: No such file or directory");
+        let err = anyhow::anyhow!("inner").context("outer");
+        assert_eq!(one_line(&err), "outer: inner");
+    }
 
     #[test]
     fn sizes_and_durations() {

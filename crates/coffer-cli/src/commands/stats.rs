@@ -17,10 +17,15 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
         .iter()
         .map(|(_, s)| s)
         .sum();
-    let (mut unique, mut sealed) = (0u64, 0u64);
+    // Content (data blobs) and metadata (tree blobs) apart: logical sizes count content only.
+    let (mut unique, mut sealed, mut meta) = (0u64, 0u64, 0u64);
     for loc in repo.index().iter() {
-        unique += loc.entry.ulen as u64;
-        sealed += loc.entry.length as u64;
+        if loc.entry.blob_type == coffer_core::pack::BlobType::Data {
+            unique += loc.entry.ulen as u64;
+            sealed += loc.entry.length as u64;
+        } else {
+            meta += loc.entry.length as u64;
+        }
     }
     let logical: u64 = snaps.iter().map(|s| s.stats.total_bytes).sum();
     let mut per: BTreeMap<String, (u64, u64, String)> = BTreeMap::new();
@@ -48,7 +53,7 @@ pub async fn run(ctx: &Ctx) -> Result<u8> {
     if ctx.global.json {
         output::print_json(&serde_json::json!({
             "snapshots": snaps.len(), "logical_bytes": logical, "unique_bytes": unique, "stored_bytes": stored,
-            "dedup_ratio": dedup, "compression_ratio": compression, "blobs": repo.index().len(), "packs": repo.index().pack_count(),
+            "metadata_bytes": meta, "dedup_ratio": dedup, "compression_ratio": compression, "blobs": repo.index().len(), "packs": repo.index().pack_count(),
             "sources": per.iter().map(|(k, v)| serde_json::json!({"source": k, "snapshots": v.0, "latest_bytes": v.1, "latest": v.2})).collect::<Vec<_>>(),
         }));
         return Ok(code::OK);
