@@ -148,7 +148,10 @@ mod tests {
         let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
         let e = coffer_core::Error::io("cannot back up /x", io);
         let err = anyhow::Error::new(e);
-        assert_eq!(one_line(&err), "cannot back up /x: No such file or directory");
+        assert_eq!(
+            one_line(&err),
+            "cannot back up /x: No such file or directory"
+        );
         let err = anyhow::anyhow!("inner").context("outer");
         assert_eq!(one_line(&err), "outer: inner");
     }

@@ -3,6 +3,8 @@
 
 #[path = "cli/backup_types.rs"]
 mod backup_types;
+#[path = "cli/concurrency.rs"]
+mod concurrency;
 #[path = "cli/damage.rs"]
 mod damage;
 #[path = "cli/default_repo.rs"]
