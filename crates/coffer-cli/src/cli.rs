@@ -79,6 +79,8 @@ pub enum Command {
     Stats,
     /// Compare two snapshots.
     Diff(DiffArgs),
+    /// Copy snapshots to another repository (any backend, password, compression, encryption).
+    Copy(CopyArgs),
     /// Manage the passwords that open the repository.
     #[command(subcommand)]
     Key(KeyCommand),
@@ -196,6 +198,25 @@ pub struct CheckArgs {
 pub struct DeleteArgs {
     /// Snapshots (ids or unique prefixes).
     #[arg(required = true)]
+    pub snapshots: Vec<String>,
+}
+
+/// `copy`.
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The repository to copy from.
+    #[arg(long)]
+    pub from: String,
+    /// The repository to copy to (it must exist: `coffer init` it first).
+    #[arg(long)]
+    pub to: String,
+    /// The password file of the source (default: the global password options).
+    #[arg(long, env = "COFFER_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// The password file of the target (default: the global password options).
+    #[arg(long, env = "COFFER_TO_PASSWORD_FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// Snapshots to copy (ids, prefixes or `latest`; default: all).
     pub snapshots: Vec<String>,
 }
 

@@ -139,6 +139,29 @@ impl Ctx {
     }
 }
 
+/// A closed handle on the repository at `url`.
+pub async fn closed_at(url: &str) -> Result<Repository<Closed>> {
+    let backend = coffer_storage::open(url, &coffer_storage::StorageOptions::default()).await?;
+    Ok(Repository::new(backend))
+}
+
+/// Opens the repository at `url`; the password is asked for only once it is known to exist.
+pub async fn open_at(
+    url: &str,
+    password: impl FnOnce() -> Result<Vec<u8>>,
+) -> Result<Repository<Open>> {
+    let repo = closed_at(url).await?;
+    if !repo.exists().await? {
+        return Err(coffer_core::Error::new(
+            coffer_core::ErrorKind::RepositoryNotFound,
+            format!("there is no repository at {url} (create one with `coffer init`)"),
+        )
+        .into());
+    }
+    let pw = password()?;
+    Ok(repo.open(&pw).await?)
+}
+
 /// Applies a filter to snapshots.
 pub fn filter_snapshots(all: Vec<Snapshot>, f: &SnapshotFilter) -> Vec<Snapshot> {
     let source = f.source.as_ref().map(|s| {

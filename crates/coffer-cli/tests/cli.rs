@@ -5,6 +5,8 @@
 mod backup_types;
 #[path = "cli/concurrency.rs"]
 mod concurrency;
+#[path = "cli/copy.rs"]
+mod copy;
 #[path = "cli/damage.rs"]
 mod damage;
 #[path = "cli/default_repo.rs"]

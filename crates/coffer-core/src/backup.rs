@@ -352,6 +352,17 @@ impl BackupSession {
         Ok(snapshot)
     }
 
+    /// Like [`BackupSession::finish`], but writes the manifest exactly as given (copies keep the
+    /// statistics of the original backup).
+    pub async fn finish_as_is(self, snapshot: Snapshot) -> Result<Snapshot> {
+        let shared = self.drain().await?;
+        if let Some(e) = shared.failure.lock().unwrap().take() {
+            return Err(e.context("the copy failed; no snapshot was written"));
+        }
+        shared.keys.save_snapshot(&snapshot).await?;
+        Ok(snapshot)
+    }
+
     /// Ends the session without a snapshot, keeping what was stored indexed so that the next
     /// backup reuses it (SIGINT, or a source error).
     pub async fn abort(self) -> Result<()> {

@@ -2,6 +2,7 @@
 
 mod backup;
 mod check;
+mod copy;
 mod delete;
 mod diff;
 mod forget;
@@ -35,6 +36,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Delete(a) => delete::run(&ctx, a).await,
         Command::Stats => stats::run(&ctx).await,
         Command::Diff(a) => diff::run(&ctx, a).await,
+        Command::Copy(a) => copy::run(&ctx, a).await,
         Command::Key(k) => key::run(&ctx, k).await,
         Command::Unlock(a) => unlock::run(&ctx, a).await,
         Command::Forget(a) => forget::run(&ctx, a).await,

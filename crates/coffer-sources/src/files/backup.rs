@@ -161,12 +161,22 @@ impl Walker {
     }
 
     /// Turns one directory entry into a pending tree entry (or nothing, if skipped).
-    fn entry(&mut self, abs: &Path, name: &[u8], parent: Option<&ParentTree>) -> Option<Pending> {
-        let rel = abs.strip_prefix(&self.root_path).unwrap_or(abs);
-        if self.excludes.is_excluded(abs, rel) {
-            return None;
+    /// `listed` is the entry as its directory listing saw it (an `fstatat` relative to the
+    /// open directory, much cheaper than `lstat` of the full path); `None` for top-level sources.
+    fn entry(
+        &mut self,
+        abs: &Path,
+        name: &[u8],
+        parent: Option<&ParentTree>,
+        listed: Option<std::io::Result<std::fs::Metadata>>,
+    ) -> Option<Pending> {
+        if !self.excludes.is_empty() {
+            let rel = abs.strip_prefix(&self.root_path).unwrap_or(abs);
+            if self.excludes.is_excluded(abs, rel) {
+                return None;
+            }
         }
-        let md = match std::fs::symlink_metadata(abs) {
+        let md = match listed.unwrap_or_else(|| std::fs::symlink_metadata(abs)) {
             Ok(m) => m,
             Err(e) => {
                 self.unreadable(abs, e);
@@ -266,12 +276,14 @@ impl Walker {
                 "interrupted",
             ))));
         }
-        let mut names: Vec<std::ffi::OsString> = match std::fs::read_dir(abs) {
+        type Listed = (std::ffi::OsString, std::io::Result<std::fs::Metadata>);
+        let mut names: Vec<Listed> = match std::fs::read_dir(abs) {
             Ok(rd) => {
                 let mut v = Vec::new();
                 for e in rd {
                     match e {
-                        Ok(e) => v.push(e.file_name()),
+                        // DirEntry::metadata does not follow symlinks (fstatat, NOFOLLOW).
+                        Ok(e) => v.push((e.file_name(), e.metadata())),
                         Err(err) => self.unreadable(abs, err),
                     }
                 }
@@ -282,11 +294,11 @@ impl Walker {
                 return Promise::ready(Ok(None));
             }
         };
-        names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+        names.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
         let mut entries = Vec::with_capacity(names.len());
-        for n in names {
+        for (n, md) in names {
             let child = abs.join(&n);
-            if let Some(p) = self.entry(&child, n.as_bytes(), parent.as_ref()) {
+            if let Some(p) = self.entry(&child, n.as_bytes(), parent.as_ref(), Some(md)) {
                 entries.push(p);
             }
         }
@@ -533,7 +545,7 @@ pub fn backup_files(
                 .file_name()
                 .map(|b| b.as_bytes().to_vec())
                 .unwrap_or_else(|| b"root".to_vec());
-            if let Some(e) = walker.entry(p, &name, parent.as_ref()) {
+            if let Some(e) = walker.entry(p, &name, parent.as_ref(), None) {
                 entries.push(e);
             }
         }

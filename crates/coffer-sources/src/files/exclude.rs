@@ -65,6 +65,11 @@ impl Excludes {
             .collect())
     }
 
+    /// Whether there is no pattern at all.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_none() && self.paths.is_none()
+    }
+
     /// Whether `abs` (with `rel` its path below the source root) is excluded.
     pub fn is_excluded(&self, abs: &Path, rel: &Path) -> bool {
         if let (Some(set), Some(name)) = (&self.names, abs.file_name()) {
