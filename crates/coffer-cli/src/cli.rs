@@ -86,6 +86,9 @@ pub enum Command {
     Key(KeyCommand),
     /// Remove stale locks.
     Unlock(UnlockArgs),
+    /// Maintain the index.
+    #[command(subcommand)]
+    Index(IndexCommand),
     /// Delete the snapshots a retention policy does not keep (their data is freed by a later
     /// prune).
     Forget(ForgetArgs),
@@ -251,6 +254,13 @@ pub struct NewPassword {
     /// Read the new password from this file.
     #[arg(long, env = "COFFER_NEW_PASSWORD_FILE")]
     pub new_password_file: Option<PathBuf>,
+}
+
+/// `index` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum IndexCommand {
+    /// Merge all index files into one (each backup writes its own).
+    Compact,
 }
 
 /// `unlock`.

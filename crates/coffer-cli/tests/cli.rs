@@ -27,6 +27,8 @@ mod format_fixture;
 mod interrupt;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/maintenance.rs"]
+mod maintenance;
 #[path = "cli/roundtrip.rs"]
 mod roundtrip;
 #[path = "cli/snapshots.rs"]

@@ -100,6 +100,12 @@ impl Repository<Indexed> {
                 unindexed.len()
             ));
         }
+        if self.index_files().len() > 64 {
+            r.notes.push(format!(
+                "{} index files: `coffer index compact` merges them and makes opening faster",
+                self.index_files().len()
+            ));
+        }
         // 2. Every snapshot's trees, and every blob they reference.
         let reader = self.blob_reader();
         let snaps = self.list_snapshots().await?;

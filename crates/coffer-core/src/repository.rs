@@ -439,7 +439,10 @@ impl<S: Opened> Repository<S> {
 
 use futures::StreamExt;
 
-/// Reads and merges every index file.
+/// Reads and merges every index file, each added as soon as it is read (peak memory: the index
+/// plus the files in flight). Entries of superseded files are contained in the files that
+/// supersede them, so merging them too is harmless; they are only left out of the list of files
+/// in use.
 pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
     let ids: Vec<Id> = keys
         .backend
@@ -461,27 +464,23 @@ pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
             .map(|f| (*id, f))
             .map_err(|e| e.context(format!("index {}", id.short())))
     }))
-    .buffer_unordered(16);
-    let mut loaded = Vec::new();
-    while let Some(f) = files.next().await {
-        loaded.push(f?);
-    }
-    let superseded: std::collections::HashSet<Id> = loaded
-        .iter()
-        .flat_map(|(_, f)| f.supersedes.iter().copied())
-        .collect();
+    .buffer_unordered(8);
     let mut index = Index::new();
-    let mut used = Vec::new();
-    for (id, f) in loaded {
-        if superseded.contains(&id) {
-            continue;
-        }
+    let mut superseded = std::collections::HashSet::new();
+    let mut seen = Vec::new();
+    while let Some(f) = files.next().await {
+        let (id, f) = f?;
         for p in &f.packs {
             index.add_pack(p.id, p.salt, &p.entries);
         }
-        used.push(id);
+        superseded.extend(f.supersedes.iter().copied());
+        seen.push(id);
     }
     index.compact();
+    let used = seen
+        .into_iter()
+        .filter(|i| !superseded.contains(i))
+        .collect();
     Ok((index, used))
 }
 
@@ -520,6 +519,49 @@ impl Repository<Indexed> {
     /// The key ring (for engine modules).
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.state.keys
+    }
+
+    /// Merges every index file in use into one (plus more if it is very large) that supersedes
+    /// them, then removes them. Take an exclusive lock first. Returns (files before, after).
+    pub async fn compact_index(&self) -> Result<(usize, usize)> {
+        let before = self.state.index_files.clone();
+        if before.len() <= 1 {
+            return Ok((before.len(), before.len()));
+        }
+        let keys = &self.state.keys;
+        let mut by_pack: std::collections::BTreeMap<Id, crate::index::PackRecord> =
+            Default::default();
+        for loc in self.index().iter() {
+            by_pack
+                .entry(loc.pack)
+                .or_insert_with(|| crate::index::PackRecord {
+                    id: loc.pack,
+                    salt: loc.salt,
+                    entries: Vec::new(),
+                })
+                .entries
+                .push(loc.entry);
+        }
+        let mut packs: Vec<_> = by_pack.into_values().collect();
+        for p in &mut packs {
+            p.entries.sort_by_key(|e| e.offset);
+        }
+        // The new file is written before anything is removed: a crash in between leaves the
+        // old files superseded (ignored by readers) or still in use, never an entry lost.
+        let plain = IndexFile {
+            supersedes: before.clone(),
+            packs,
+        }
+        .encode();
+        let sealed = keys.seal(FileType::Index, &Id::ZERO, &plain);
+        let id = Id::sha256(&sealed);
+        self.backend
+            .write(FileType::Index, &id, Bytes::from(sealed))
+            .await?;
+        for old in &before {
+            self.backend.remove(FileType::Index, old).await?;
+        }
+        Ok((before.len(), 1))
     }
 
     /// The shared index (for engine modules).

@@ -316,3 +316,45 @@ async fn snapshot_ids_resolve() {
         ErrorKind::InvalidInput
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn index_compaction_keeps_every_entry_and_supersedes_the_old_files() {
+    let (be, repo) = new_repo().await;
+    let mut snaps = Vec::new();
+    for seed in 0..3 {
+        let s = repo.start_backup(BackupOptions::default());
+        let tree = tokio::task::block_in_place(|| store_file(&s, &data(2_000_000, 100 + 2 * seed)));
+        snaps.push(s.finish(snapshot(tree)).await.unwrap());
+    }
+    let repo = Repository::new(be.clone())
+        .open(b"pw")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap();
+    assert_eq!(repo.index_files().len(), 3);
+    let blobs = repo.index().len();
+    assert_eq!(repo.compact_index().await.unwrap(), (3, 1));
+    assert_eq!(be.list(FileType::Index).await.unwrap().len(), 1);
+    let repo = Repository::new(be.clone())
+        .open(b"pw")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap();
+    assert_eq!(repo.index().len(), blobs);
+    assert!(
+        repo.check(&CheckOptions {
+            read_data: true,
+            subset: None
+        })
+        .await
+        .unwrap()
+        .ok
+    );
+    for s in &snaps {
+        assert!(repo.verify_snapshot(s).await.unwrap().ok);
+    }
+}

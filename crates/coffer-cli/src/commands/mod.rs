@@ -6,6 +6,7 @@ mod copy;
 mod delete;
 mod diff;
 mod forget;
+mod index;
 mod init;
 mod key;
 mod ls;
@@ -39,6 +40,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Copy(a) => copy::run(&ctx, a).await,
         Command::Key(k) => key::run(&ctx, k).await,
         Command::Unlock(a) => unlock::run(&ctx, a).await,
+        Command::Index(c) => index::run(&ctx, c).await,
         Command::Forget(a) => forget::run(&ctx, a).await,
     }
 }
