@@ -107,6 +107,10 @@ pub struct InitArgs {
     /// Allow --encryption none: data stays authenticated but anyone can read it.
     #[arg(long)]
     pub insecure_no_encryption: bool,
+    /// Chunk sizes in bytes, MIN,AVG,MAX (for benchmarks; the default is measured, see
+    /// docs/format.md).
+    #[arg(long, hide = true)]
+    pub chunker: Option<String>,
 }
 
 /// `backup`.

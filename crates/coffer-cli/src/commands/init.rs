@@ -26,12 +26,35 @@ pub async fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
     }
     let password = ctx.password()?;
     let repo = ctx.closed().await?;
-    let opts = InitOptions {
+    let mut opts = InitOptions {
         compression,
         encryption,
         kdf: kdf_params()?,
         ..Default::default()
     };
+    if let Some(c) = &a.chunker {
+        let v: Vec<u32> = c.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+        match v[..] {
+            [min_size, avg_size, max_size]
+                if 64 <= min_size
+                    && min_size <= avg_size
+                    && avg_size <= max_size
+                    && max_size <= 64 << 20 =>
+            {
+                opts.chunker = coffer_core::chunker::ChunkerParams {
+                    min_size,
+                    avg_size,
+                    max_size,
+                };
+            }
+            _ => {
+                return Err(UsageError(format!(
+                    "--chunker {c:?} is not MIN,AVG,MAX with MIN <= AVG <= MAX <= 64 MiB"
+                ))
+                .into())
+            }
+        }
+    }
     let repo = repo.init(&password, opts).await?;
     let url = ctx.repo_url()?;
     if ctx.global.json {
