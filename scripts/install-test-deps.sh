@@ -32,10 +32,18 @@ if [ ! -x "$VENV/bin/moto_server" ] || [ ! -x "$VENV/bin/gcp-storage-emulator" ]
   PYTHON="$(command -v python3.11 || command -v python3 || true)"
   [ -n "$PYTHON" ] || { echo "install-test-deps: python3 is missing (apt-get install python3 python3-venv)" >&2; exit 1; }
   if [ ! -x "$VENV/bin/pip" ]; then
-    log "creating the Python venv $VENV"
+    log "creating the Python venv $VENV with $PYTHON"
     rm -rf "$VENV"
-    "$PYTHON" -m venv "$VENV" || {
-      echo "install-test-deps: cannot create a venv: apt-get install python3-venv" >&2; exit 1; }
+    if ! "$PYTHON" -m venv "$VENV"; then
+      # Debian's python3 needs python3-venv for ensurepip.
+      log "installing python3-venv"
+      rm -rf "$VENV"
+      SUDO=""; [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+      $SUDO apt-get update -qq
+      DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends python3-venv
+      PYTHON=/usr/bin/python3
+      "$PYTHON" -m venv "$VENV"
+    fi
   fi
   log "installing ${PY_PACKAGES[*]} into $VENV"
   "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_PACKAGES[@]}"

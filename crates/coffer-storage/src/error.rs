@@ -58,8 +58,8 @@ pub(crate) enum Problem {
     MissingContainer,
     /// The server refused the credentials, or they lack a permission.
     BadCredentials,
-    /// The host could not be reached (refused, unreachable, no DNS name, timed out).
-    Unreachable,
+    /// The host could not be reached; the reason ("connection refused", "timed out", ...).
+    Unreachable(&'static str),
     /// The SSH server's host key is unknown or does not match `known_hosts`.
     HostKey,
 }
@@ -113,36 +113,141 @@ pub(crate) fn diagnose(err: &opendal::Error) -> Option<Problem> {
         return Some(Problem::MissingContainer);
     }
     use std::io::ErrorKind as Io;
-    if io_kinds.iter().any(|k| {
-        matches!(
-            k,
-            Io::ConnectionRefused
-                | Io::ConnectionReset
-                | Io::ConnectionAborted
-                | Io::HostUnreachable
-                | Io::NetworkUnreachable
-                | Io::AddrNotAvailable
-                | Io::NotConnected
-                | Io::TimedOut
-        )
-    }) || has(&[
-        "connection refused",
-        "no route to host",
-        "network is unreachable",
-        "dns error",
-        "failed to lookup address",
-        "could not resolve hostname",
-        "name or service not known",
-        "tcp connect error",
-        "error trying to connect",
-        "connection timed out",
-        "operation timeout reached",
-        "connection request: timeout",
-        "connection closed by remote host",
-    ]) {
-        return Some(Problem::Unreachable);
+    for kind in &io_kinds {
+        let reason = match kind {
+            Io::ConnectionRefused => "connection refused",
+            Io::ConnectionReset | Io::ConnectionAborted => "connection reset",
+            Io::HostUnreachable => "no route to host",
+            Io::NetworkUnreachable => "network unreachable",
+            Io::AddrNotAvailable | Io::NotConnected => "cannot connect",
+            Io::TimedOut => "timed out",
+            _ => continue,
+        };
+        return Some(Problem::Unreachable(reason));
     }
-    None
+    let reasons: &[(&[&str], &'static str)] = &[
+        (&["connection refused"], "connection refused"),
+        (&["no route to host"], "no route to host"),
+        (&["network is unreachable"], "network unreachable"),
+        (
+            &[
+                "dns error",
+                "failed to lookup address",
+                "could not resolve hostname",
+                "name or service not known",
+            ],
+            "unknown host name",
+        ),
+        (
+            &[
+                "connection timed out",
+                "operation timeout reached",
+                "connection request: timeout",
+            ],
+            "timed out",
+        ),
+        (
+            &[
+                "tcp connect error",
+                "error trying to connect",
+                "connection closed by remote host",
+            ],
+            "cannot connect",
+        ),
+    ];
+    reasons
+        .iter()
+        .find(|(needles, _)| has(needles))
+        .map(|(_, reason)| Problem::Unreachable(reason))
+}
+
+/// Removes secrets from text shown to users or logged: the given secret values, and the
+/// signature parameters of signed URLs (`sig=`, `X-Amz-Signature=`, ...).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Redactor {
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    /// A redactor for these secret values (values shorter than 4 characters are ignored).
+    pub(crate) fn new(secrets: impl IntoIterator<Item = String>) -> Self {
+        let mut secrets: Vec<String> = secrets.into_iter().filter(|s| s.len() >= 4).collect();
+        // Longest first, so that a secret containing another is removed whole.
+        secrets.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        Redactor { secrets }
+    }
+
+    /// `text` with every secret replaced by `***`.
+    pub(crate) fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for secret in &self.secrets {
+            if out.contains(secret.as_str()) {
+                out = out.replace(secret.as_str(), "***");
+            }
+        }
+        for param in [
+            "sig=",
+            "X-Amz-Signature=",
+            "X-Amz-Credential=",
+            "X-Amz-Security-Token=",
+            "X-Goog-Signature=",
+            "access_token=",
+        ] {
+            let mut from = 0;
+            while let Some(i) = out[from..].find(param) {
+                let start = from + i + param.len();
+                let end = out[start..]
+                    .find(['&', ' ', '"', '\'', ',', '}', '>'])
+                    .map(|j| start + j)
+                    .unwrap_or(out.len());
+                if &out[start..end] != "***" {
+                    out.replace_range(start..end, "***");
+                }
+                from = start + 3;
+            }
+        }
+        out
+    }
+}
+
+/// An error's text after redaction, standing in for the original error as a source.
+#[derive(Debug)]
+pub(crate) struct Redacted(pub(crate) String);
+
+impl std::fmt::Display for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Redacted {}
+
+/// [`from_opendal_as`] for remote locations: the OpenDAL error (with its sources) becomes text
+/// scrubbed by `redactor`, since its context may quote a signed URL.
+pub(crate) fn from_opendal_redacted(
+    kind: Option<ErrorKind>,
+    err: opendal::Error,
+    context: impl Into<String>,
+    redactor: &Redactor,
+) -> Error {
+    let kind = kind.unwrap_or(match err.kind() {
+        opendal::ErrorKind::NotFound => ErrorKind::NotFound,
+        _ => ErrorKind::Storage,
+    });
+    let retryable = err.is_temporary();
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(s) = source {
+        let line = s.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = s.source();
+    }
+    Error::new(kind, context)
+        .retryable(retryable)
+        .with_source(Redacted(redactor.scrub(&text)))
 }
 
 #[cfg(test)]
@@ -197,7 +302,17 @@ mod tests {
         assert_eq!(diagnose(&e(opendal::ErrorKind::NotFound, "404")), None);
         let refused = e(opendal::ErrorKind::Unexpected, "send http request")
             .set_source(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
-        assert_eq!(diagnose(&refused), Some(Problem::Unreachable));
+        assert_eq!(
+            diagnose(&refused),
+            Some(Problem::Unreachable("connection refused"))
+        );
+        assert_eq!(
+            diagnose(&e(
+                opendal::ErrorKind::Unexpected,
+                "dns error: failed to lookup address information"
+            )),
+            Some(Problem::Unreachable("unknown host name"))
+        );
         assert_eq!(
             diagnose(&e(
                 opendal::ErrorKind::Unexpected,
@@ -206,5 +321,29 @@ mod tests {
             Some(Problem::HostKey)
         );
         assert_eq!(diagnose(&e(opendal::ErrorKind::Unexpected, "boom")), None);
+    }
+
+    #[test]
+    fn redaction() {
+        let r = Redactor::new(["s3cr3t-key".to_string(), "abc".to_string()]);
+        assert_eq!(
+            r.scrub("url: https://a/b?sv=1&sig=XYZ%2F&se=2 key s3cr3t-key abc"),
+            "url: https://a/b?sv=1&sig=***&se=2 key *** abc"
+        );
+        assert_eq!(
+            r.scrub("x?X-Amz-Signature=deadbeef\"}"),
+            "x?X-Amz-Signature=***\"}"
+        );
+        let err = opendal::Error::new(opendal::ErrorKind::Unexpected, "send")
+            .with_context("url", "http://h/c/b?sig=SIGNATURE")
+            .set_source(std::io::Error::other("s3cr3t-key inside"));
+        let e = from_opendal_redacted(None, err, "cannot write", &r);
+        let shown = e.to_string();
+        assert!(
+            !shown.contains("SIGNATURE") && !shown.contains("s3cr3t"),
+            "{shown}"
+        );
+        assert!(shown.starts_with("cannot write: "), "{shown}");
+        assert_eq!(e.kind(), ErrorKind::Storage);
     }
 }

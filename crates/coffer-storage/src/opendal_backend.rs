@@ -1,5 +1,5 @@
-//! [`Backend`] implemented over an [`opendal::Operator`], plus the construction of the operators
-//! (service, layers) for each kind of [`crate::Location`].
+//! [`Backend`] implemented over an [`opendal::Operator`], plus the layers every operator gets
+//! (the services of remote locations are configured in [`crate::remote`]).
 //!
 //! The backend holds two operators: one for reading (read, stat, list, remove) and one for
 //! writing (write, create). For a remote location both are the same operator. For a local folder
@@ -8,7 +8,7 @@
 //! built without a temporary folder and only once the root exists, and the write operator is
 //! built only when something is written (and only once the root exists, which `create` ensures).
 
-use crate::error::{diagnose, from_io, from_opendal, from_opendal_as, Problem};
+use crate::error::{diagnose, from_io, from_opendal, from_opendal_redacted, Problem, Redactor};
 use crate::fault::FaultLayer;
 use crate::remote::{Remote, Service};
 use crate::url::Location;
@@ -83,6 +83,8 @@ struct RemoteInfo {
     endpoint: String,
     /// The bucket or container (the host for SFTP), for messages.
     container: String,
+    /// Removes the location's secrets from messages.
+    redactor: Redactor,
 }
 
 /// A repository location served by OpenDAL.
@@ -164,7 +166,10 @@ impl OpendalBackend {
 
     /// A backend over a remote location, with the operator `remote` built for it.
     pub(crate) fn remote(location: Location, remote: Remote, opts: &StorageOptions) -> Self {
-        let op = Layers::new(opts).apply(remote.op);
+        let redactor = Redactor::new(remote.secrets);
+        let op = Layers::new(opts)
+            .with_redactor(redactor.clone())
+            .apply(remote.op);
         let part_size = match remote.service {
             // S3 refuses parts below 5 MiB (all but the last).
             Service::S3 => opts.multipart_part_size.max(5 * 1024 * 1024),
@@ -177,6 +182,7 @@ impl OpendalBackend {
                 service: remote.service,
                 endpoint: remote.endpoint,
                 container: remote.container,
+                redactor,
             }),
             reader: LazyOperator::ready(op.clone()),
             writer: LazyOperator::ready(op),
@@ -189,11 +195,26 @@ impl OpendalBackend {
     /// for a remote location says first which problem it is when it is one the user must act
     /// on (bad credentials, unreachable host, ...).
     fn error(&self, err: opendal::Error, context: String) -> Error {
-        match self.remote.as_ref().and_then(|_| diagnose(&err)) {
-            Some(Problem::MissingContainer) => from_opendal_as(ErrorKind::NotFound, err, context)
-                .context(self.problem_message(Problem::MissingContainer)),
-            Some(p) => from_opendal(err, context).context(self.problem_message(p)),
-            None => from_opendal(err, context),
+        let Some(remote) = &self.remote else {
+            return from_opendal(err, context);
+        };
+        let problem = diagnose(&err);
+        self.remote_error(remote, problem, err, context)
+    }
+
+    /// The error of a remote operation: secrets scrubbed, `problem` named first.
+    fn remote_error(
+        &self,
+        remote: &RemoteInfo,
+        problem: Option<Problem>,
+        err: opendal::Error,
+        context: String,
+    ) -> Error {
+        let kind = (problem == Some(Problem::MissingContainer)).then_some(ErrorKind::NotFound);
+        let e = from_opendal_redacted(kind, err, context, &remote.redactor);
+        match problem {
+            Some(p) => e.context(self.problem_message(p)),
+            None => e,
         }
     }
 
@@ -218,9 +239,8 @@ impl OpendalBackend {
                 r.endpoint,
                 r.service.credentials_hint()
             ),
-            Problem::Unreachable => format!(
-                "cannot reach the {service} server at {}: host unreachable (connection refused, \
-                 no route, unknown name or timeout)",
+            Problem::Unreachable(reason) => format!(
+                "cannot reach the {service} server at {} ({reason})",
                 r.endpoint
             ),
             Problem::HostKey => format!(
@@ -235,17 +255,18 @@ impl OpendalBackend {
     /// only mean a missing bucket or container.
     fn create_error(&self, err: opendal::Error, doing: &str) -> Error {
         let context = format!("{doing} {}", self.location);
-        match &self.remote {
-            Some(r)
-                if r.service != Service::Sftp
-                    && err.kind() == opendal::ErrorKind::NotFound
-                    && diagnose(&err).is_none() =>
+        let Some(remote) = &self.remote else {
+            return from_opendal(err, context);
+        };
+        let problem = match diagnose(&err) {
+            None if remote.service != Service::Sftp
+                && err.kind() == opendal::ErrorKind::NotFound =>
             {
-                from_opendal_as(ErrorKind::NotFound, err, context)
-                    .context(self.problem_message(Problem::MissingContainer))
+                Some(Problem::MissingContainer)
             }
-            _ => self.error(err, context),
-        }
+            p => p,
+        };
+        self.remote_error(remote, problem, err, context)
     }
 
     /// Writes `data` at `path` the way this location needs: in one request or in parts on
@@ -256,14 +277,34 @@ impl OpendalBackend {
             return op.write(path, data).await.map(|_| ());
         };
         match remote.service {
-            Service::S3 | Service::Azure => {
-                let chunked = data.len() as u64 > self.multipart_threshold;
-                let mut w = op.write_with(path, data).content_type(CONTENT_TYPE);
-                if chunked {
-                    w = w.chunk(self.part_size as usize);
+            Service::S3 | Service::Azure if data.len() as u64 > self.multipart_threshold => {
+                // In parts (S3 multipart upload, Azure block list). A failed upload is aborted
+                // so that no incomplete multipart upload is left to bill for.
+                let mut w = op
+                    .writer_with(path)
+                    .content_type(CONTENT_TYPE)
+                    .chunk(self.part_size as usize)
+                    .await?;
+                let res = match w.write(data).await {
+                    Ok(()) => w.close().await.map(|_| ()),
+                    Err(e) => Err(e),
+                };
+                if res.is_err() {
+                    if let Err(e) = w.abort().await {
+                        tracing::debug!(
+                            target: "coffer_storage::opendal",
+                            "aborting the failed upload of {path} failed too: {}",
+                            remote.redactor.scrub(&e.to_string())
+                        );
+                    }
                 }
-                w.await.map(|_| ())
+                res
             }
+            Service::S3 | Service::Azure => op
+                .write_with(path, data)
+                .content_type(CONTENT_TYPE)
+                .await
+                .map(|_| ()),
             // The GCS XML multipart API is not universally available (emulators lack it):
             // one request per object.
             Service::Gcs => op
@@ -585,6 +626,8 @@ pub(crate) struct Layers {
     concurrent: ConcurrentLimitLayer,
     timeout: TimeoutLayer,
     retry: RetryLayer<TracingRetry>,
+    /// Scrubs secrets from log lines.
+    redactor: Redactor,
 }
 
 impl Layers {
@@ -603,8 +646,16 @@ impl Layers {
                 .with_min_delay(opts.retry_min_delay)
                 .with_max_delay(opts.retry_max_delay.max(opts.retry_min_delay))
                 .with_max_times(opts.retries)
-                .with_notify(TracingRetry),
+                .with_notify(TracingRetry(Redactor::default())),
+            redactor: Redactor::default(),
         }
+    }
+
+    /// The same layers, with log lines scrubbed of `redactor`'s secrets.
+    pub(crate) fn with_redactor(mut self, redactor: Redactor) -> Self {
+        self.retry = self.retry.with_notify(TracingRetry(redactor.clone()));
+        self.redactor = redactor;
+        self
     }
 
     /// Wraps `op`, innermost first: injected faults (tests only), logging (each real
@@ -615,7 +666,7 @@ impl Layers {
             Some(fault) => op.layer(fault.clone()),
             None => op,
         };
-        op.layer(LoggingLayer::new(TracingLogger))
+        op.layer(LoggingLayer::new(TracingLogger(self.redactor.clone())))
             .layer(self.timeout.clone())
             .layer(self.concurrent.clone())
             .layer(self.retry.clone())
@@ -623,9 +674,10 @@ impl Layers {
 }
 
 /// Sends OpenDAL's per-request log events to `tracing` (trace level; failures at debug level,
-/// since the caller reports the final error itself and a missing object is often expected).
-#[derive(Debug, Clone, Copy, Default)]
-pub(crate) struct TracingLogger;
+/// since the caller reports the final error itself and a missing object is often expected),
+/// scrubbed of secrets.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct TracingLogger(Redactor);
 
 impl LoggingInterceptor for TracingLogger {
     fn log(
@@ -640,38 +692,42 @@ impl LoggingInterceptor for TracingLogger {
             .iter()
             .map(|(k, v)| format!(" {k}={v}"))
             .collect::<String>();
+        let scheme = info.scheme();
         match err {
-            Some(err) if err.kind() != opendal::ErrorKind::NotFound => tracing::debug!(
-                target: "coffer_storage::opendal",
-                "{}: {operation} {message}{ctx}: {err}",
-                info.scheme()
-            ),
-            Some(err) => tracing::trace!(
-                target: "coffer_storage::opendal",
-                "{}: {operation} {message}{ctx}: {err}",
-                info.scheme()
-            ),
-            None => tracing::trace!(
-                target: "coffer_storage::opendal",
-                "{}: {operation} {message}{ctx}",
-                info.scheme()
-            ),
+            Some(err) if err.kind() != opendal::ErrorKind::NotFound => {
+                if tracing::enabled!(target: "coffer_storage::opendal", tracing::Level::DEBUG) {
+                    let line = self.0.scrub(&format!("{operation} {message}{ctx}: {err}"));
+                    tracing::debug!(target: "coffer_storage::opendal", "{scheme}: {line}");
+                }
+            }
+            Some(err) => {
+                if tracing::enabled!(target: "coffer_storage::opendal", tracing::Level::TRACE) {
+                    let line = self.0.scrub(&format!("{operation} {message}{ctx}: {err}"));
+                    tracing::trace!(target: "coffer_storage::opendal", "{scheme}: {line}");
+                }
+            }
+            None => {
+                if tracing::enabled!(target: "coffer_storage::opendal", tracing::Level::TRACE) {
+                    let line = self.0.scrub(&format!("{operation} {message}{ctx}"));
+                    tracing::trace!(target: "coffer_storage::opendal", "{scheme}: {line}");
+                }
+            }
         }
     }
 }
 
-/// Reports each retry of a temporary failure as a `tracing` warning.
-pub(crate) struct TracingRetry;
+/// Reports each retry of a temporary failure as a `tracing` warning, scrubbed of secrets.
+pub(crate) struct TracingRetry(Redactor);
 
 impl RetryInterceptor for TracingRetry {
     fn intercept(&self, event: RetryEvent<'_>) {
+        let err = self.0.scrub(&event.err.to_string());
         tracing::warn!(
             target: "coffer_storage::opendal",
-            "storage {} failed temporarily (attempt {}), retrying in {:.1}s: {}",
+            "storage {} failed temporarily (attempt {}), retrying in {:.1}s: {err}",
             event.op,
             event.attempt,
             event.retry_after.as_secs_f64(),
-            event.err
         );
     }
 }

@@ -7,7 +7,24 @@
 use crate::url::Location;
 use crate::StorageOptions;
 use coffer_core::{Error, Result};
-use opendal::Operator;
+use opendal::{HttpTransporter, OperationContext, Operator};
+use std::time::Duration;
+
+/// The longest wait for a TCP connection to an HTTP endpoint (capped by
+/// [`StorageOptions::timeout`]), so that a host that drops packets fails each attempt quickly
+/// instead of after the whole operation timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
+
+/// `op` with its own HTTP client: reqwest (rustls) with a connect timeout.
+fn with_http_client(op: Operator, opts: &StorageOptions) -> Result<Operator> {
+    let client = reqwest::Client::builder()
+        .connect_timeout(CONNECT_TIMEOUT.min(opts.timeout))
+        .build()
+        .map_err(|e| Error::invalid(format!("cannot set up the HTTP client: {e}")))?;
+    let transport = opendal_http_transport_reqwest::ReqwestTransport::new(client);
+    Ok(op
+        .with_context(OperationContext::new().with_http_transport(HttpTransporter::new(transport))))
+}
 
 /// Reads an environment variable; empty values count as unset.
 pub(crate) type EnvFn = dyn Fn(&str) -> Option<String>;
@@ -80,6 +97,8 @@ pub(crate) struct Remote {
     pub(crate) endpoint: String,
     /// The bucket or container name (the host for SFTP), for messages.
     pub(crate) container: String,
+    /// Secret values in use (keys, tokens), to scrub from messages and logs.
+    pub(crate) secrets: Vec<String>,
 }
 
 /// Builds the operator for a remote `location`. `env` reads the environment.
@@ -141,6 +160,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
             } else {
                 get("s3.session_token", &["AWS_SESSION_TOKEN"])
             };
+            let mut secrets: Vec<String> = secret.iter().chain(&token).cloned().collect();
             match (&key_id, &secret) {
                 (Some(id), Some(secret)) => {
                     b = b.access_key_id(id).secret_access_key(secret);
@@ -168,11 +188,15 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 .map(strip_query)
                 .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
             let op = Operator::new(b).map_err(|e| config_error("S3", e))?;
+            let op = with_http_client(op, opts)?;
+            secrets.extend(env("AWS_SECRET_ACCESS_KEY"));
+            secrets.extend(env("AWS_SESSION_TOKEN"));
             Ok(Remote {
                 op,
                 service: Service::S3,
                 endpoint: shown,
                 container: bucket.clone(),
+                secrets,
             })
         }
         Location::Gcs { bucket, prefix } => {
@@ -206,6 +230,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
             if let Some(path) = &credentials {
                 b = b.credential_path(path);
             }
+            let secrets: Vec<String> = token.iter().cloned().collect();
             if let Some(token) = token {
                 b = b.token(token);
             }
@@ -220,18 +245,23 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 .map(strip_query)
                 .unwrap_or_else(|| "https://storage.googleapis.com".to_string());
             let op = Operator::new(b).map_err(|e| config_error("Google Cloud Storage", e))?;
+            let op = with_http_client(op, opts)?;
             Ok(Remote {
                 op,
                 service: Service::Gcs,
                 endpoint: shown,
                 container: bucket.clone(),
+                secrets,
             })
         }
         Location::Azure { container, prefix } => {
             let endpoint_opt = get("az.endpoint", &["AZURE_STORAGE_ENDPOINT"]);
+            let mut secrets = Vec::new();
             let (mut b, shown) =
                 match get("az.connection_string", &["AZURE_STORAGE_CONNECTION_STRING"]) {
                     Some(conn) => {
+                        secrets.extend(connection_string_secrets(&conn));
+                        secrets.push(conn.clone());
                         let b = opendal::services::Azblob::from_connection_string(&conn)
                             .map_err(|e| config_error("Azure connection string", e))?;
                         let shown = endpoint_opt
@@ -261,9 +291,13 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                         }
                         if let Some(key) = get("az.key", &["AZURE_STORAGE_KEY"]) {
                             b = b.account_key(&key);
+                            secrets.push(key);
                         }
                         if let Some(sas) = get("az.sas_token", &["AZURE_STORAGE_SAS_TOKEN"]) {
-                            b = b.sas_token(sas.trim_start_matches('?'));
+                            let sas = sas.trim_start_matches('?').to_string();
+                            b = b.sas_token(&sas);
+                            secrets.extend(sas_signature(&sas));
+                            secrets.push(sas);
                         }
                         (b, endpoint)
                     }
@@ -273,11 +307,13 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
             }
             b = b.container(container).root(&format!("/{prefix}"));
             let op = Operator::new(b).map_err(|e| config_error("Azure Blob Storage", e))?;
+            let op = with_http_client(op, opts)?;
             Ok(Remote {
                 op,
                 service: Service::Azure,
                 endpoint: strip_query(&shown),
                 container: container.clone(),
+                secrets,
             })
         }
         Location::Sftp {
@@ -336,6 +372,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 service: Service::Sftp,
                 endpoint: shown,
                 container: host.clone(),
+                secrets: Vec::new(),
             })
         }
         Location::Local(_) => Err(Error::invalid(
@@ -385,6 +422,31 @@ fn endpoint_from_connection_string(conn: &str) -> Option<String> {
         .map(String::as_str)
         .unwrap_or("core.windows.net");
     Some(format!("{protocol}://{account}.blob.{suffix}"))
+}
+
+/// The secret fields of an Azure connection string (`AccountKey`, `SharedAccessSignature` and
+/// its `sig`).
+fn connection_string_secrets(conn: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for part in conn.split(';') {
+        if let Some((k, v)) = part.split_once('=') {
+            let k = k.trim().to_ascii_lowercase();
+            if k == "accountkey" || k == "sharedaccesssignature" {
+                out.push(v.trim().to_string());
+                out.extend(sas_signature(v.trim()));
+            }
+        }
+    }
+    out
+}
+
+/// The `sig` value of a SAS token (raw and as it appears percent-encoded).
+fn sas_signature(sas: &str) -> Vec<String> {
+    sas.trim_start_matches('?')
+        .split('&')
+        .filter_map(|p| p.strip_prefix("sig="))
+        .map(str::to_string)
+        .collect()
 }
 
 /// Expands a leading `~/` with `HOME`.

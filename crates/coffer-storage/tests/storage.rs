@@ -377,6 +377,10 @@ async fn create_fails(backend: &Arc<dyn Backend>, limit: Duration) -> (ErrorKind
         Err(e) => e,
     };
     let took = start.elapsed();
+    eprintln!(
+        "create() on {} failed after {took:?}: {err}",
+        backend.location()
+    );
     assert!(
         took < limit,
         "create() on {} took {took:?} to fail: {err}",
@@ -386,7 +390,7 @@ async fn create_fails(backend: &Arc<dyn Backend>, limit: Duration) -> (ErrorKind
 }
 
 /// Secrets of the test servers that must never show up in a location or a message.
-const SECRETS: &[&str] = &["coffer-test-secret", servers::AZURITE_KEY];
+const SECRETS: &[&str] = &["coffer-test-secret", servers::AZURITE_KEY, "SUPERSECRETSIG"];
 
 fn assert_no_secret(text: &str) {
     for secret in SECRETS {
@@ -582,6 +586,37 @@ async fn sftp_backend_on_sshd() {
     assert!(root.join("data/ff").is_dir(), "create made no layout");
     let left = files_under(&root);
     assert!(left.is_empty(), "files left after the suite: {left:?}");
+    // Dropping the backend closes its ssh connections: no ssh process stays behind.
+    assert!(
+        !server.client_processes().is_empty(),
+        "no ssh client process found while the backend is open"
+    );
+    drop(backend);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !server.client_processes().is_empty() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        server.client_processes(),
+        Vec::<u32>::new(),
+        "ssh processes left after the backend was dropped"
+    );
+
+    // A host whose key is not in known_hosts (the server's key is known as 127.0.0.1 only).
+    let url = format!(
+        "sftp://{}@localhost:{}{}/hostkey",
+        server.user,
+        server.port,
+        server.data_dir().display()
+    );
+    let backend = open_remote(&url, &impatient_opts(server.options())).await;
+    let (kind, msg) = create_fails(&backend, Duration::from_secs(20)).await;
+    assert_eq!(kind, ErrorKind::Storage, "{msg}");
+    assert!(
+        msg.contains("the ssh host key of sftp://") && msg.contains("is not trusted"),
+        "{msg}"
+    );
+    drop(backend);
 
     // A key the server does not accept.
     let mut bad = server.options();
@@ -607,7 +642,8 @@ async fn sftp_backend_on_sshd() {
     let (kind, msg) = create_fails(&backend, Duration::from_secs(20)).await;
     assert_eq!(kind, ErrorKind::Storage, "{msg}");
     assert!(
-        msg.contains("cannot reach the SFTP server at sftp://"),
+        msg.contains("cannot reach the SFTP server at sftp://")
+            && msg.contains("(connection refused)"),
         "{msg}"
     );
 }
@@ -616,7 +652,9 @@ async fn sftp_backend_on_sshd() {
 async fn unreachable_hosts_fail_clearly_after_bounded_retries() {
     let port = servers::closed_port();
     let endpoint = format!("http://127.0.0.1:{port}");
-    let cases: Vec<(&str, Vec<(&str, String)>, &str)> = vec![
+    // (URL, options, expected start of the message)
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, &'a str);
+    let cases: Vec<Case> = vec![
         (
             "s3://bucket/repo",
             vec![
@@ -650,11 +688,43 @@ async fn unreachable_hosts_fail_clearly_after_bounded_retries() {
         let (kind, msg) = create_fails(&backend, Duration::from_secs(15)).await;
         assert_eq!(kind, ErrorKind::Storage, "{url}: {msg}");
         assert!(msg.contains(want), "{url}: {msg}");
+        assert!(msg.contains("(connection refused)"), "{url}: {msg}");
         assert_no_secret(&msg);
         // Reads fail the same way (and do not pretend the repository is merely missing).
         let err = backend.stat(FileType::Config, &Id::ZERO).await.unwrap_err();
         assert!(err.to_string().contains(want), "{url}: {err}");
+        assert_no_secret(&err.to_string());
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_never_answers_times_out() {
+    // The port accepts connections (the kernel completes them) but nobody ever answers.
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let mut extra = BTreeMap::new();
+    for (k, v) in [
+        ("s3.endpoint", format!("http://127.0.0.1:{port}")),
+        ("s3.access_key_id", "id".to_string()),
+        ("s3.secret_access_key", "coffer-test-secret".to_string()),
+    ] {
+        extra.insert(k.to_string(), v);
+    }
+    let opts = StorageOptions {
+        timeout: Duration::from_secs(1),
+        io_timeout: Duration::from_secs(1),
+        retries: 1,
+        ..impatient_opts(extra)
+    };
+    let backend = open_remote("s3://bucket/repo", &opts).await;
+    let (kind, msg) = create_fails(&backend, Duration::from_secs(15)).await;
+    assert_eq!(kind, ErrorKind::Storage, "{msg}");
+    assert!(
+        msg.contains("cannot reach the S3 server at http://127.0.0.1:")
+            && msg.contains("(timed out)"),
+        "{msg}"
+    );
+    drop(silent);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -3,4 +3,5 @@
 
 pub mod backend_suite;
 pub mod cli;
+pub mod servers;
 pub mod tree;

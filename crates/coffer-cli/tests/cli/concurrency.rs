@@ -9,7 +9,7 @@ fn concurrent_backups_of_different_sources_all_succeed_and_restore() {
     let env = env_with_repo();
     let mut sources = Vec::new();
     for i in 0..3u64 {
-        let src = env.path(&format!("src-{i}"));
+        let src = env.path(format!("src-{i}"));
         std::fs::create_dir_all(&src).unwrap();
         write_random_file(&src.join("big.bin"), 24_000_000, 100 + i);
         write_random_file(&src.join("shared.bin"), 3_000_000, 7); // the same in every source
@@ -37,7 +37,7 @@ fn concurrent_backups_of_different_sources_all_succeed_and_restore() {
     assert_eq!(snaps.len(), 3);
     env.run(["check", "--read-data"]).assert_ok();
     for (i, src) in sources.iter().enumerate() {
-        let target = env.path(&format!("restored-{i}"));
+        let target = env.path(format!("restored-{i}"));
         env.run([
             "restore",
             "latest",

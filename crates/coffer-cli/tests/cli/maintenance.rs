@@ -32,7 +32,7 @@ fn index_compact_merges_index_files_and_every_snapshot_still_restores() {
     env.run(["check", "--read-data"]).assert_ok();
     for (i, id) in env.snapshot_ids().iter().enumerate() {
         env.run(["verify", id]).assert_ok();
-        let target = env.path(&format!("restored-{i}"));
+        let target = env.path(format!("restored-{i}"));
         env.run(["restore", id, "--target", s(&target)]).assert_ok();
         assert_eq!(snapshot_tree(&target).len(), i + 1);
     }
