@@ -98,7 +98,7 @@ DS_DUH=$(du -sh "$TREE" | cut -f1)
 say "data set: $TREE: $DS_FILES files ($DS_ENTRIES entries), $DS_BYTES bytes in files, du -sb $DS_DU ($DS_DUH)"
 
 # ---------------------------------------------------------------- 3. coffer
-COFFER=${COFFER_BIN:-$ROOT/target/release/coffer}
+COFFER=$(realpath -m "${COFFER_BIN:-$ROOT/target/release/coffer}")
 if has_tool coffer; then
     if [[ -n ${COFFER_BIN:-} ]]; then
         say "using COFFER_BIN=$COFFER_BIN (not building)"
@@ -340,6 +340,9 @@ cell() { # TOOL STEP -> "s | MB/s | MiB"
 }
 secs_of() { local v=RAW_${1}_$2 s; read -r s _ <<<"${!v:-- -}"; echo "$s"; }
 kib_of() { local v=RAW_${1}_$2 k; read -r _ k _ <<<"${!v:-- - -}"; echo "$k"; }
+status_of() { local v=RAW_${1}_$2 st; read -r _ _ _ st _ <<<"${!v:-- - - FAIL}"; echo "$st"; }
+# A target whose commands failed is never met: "FAIL (a command failed)".
+failed() { local t s; for t in "$@"; do for s in "${STEPS[@]}"; do [[ $(status_of "$t" "$s") == ok ]] || return 0; done; done; return 1; }
 extra_of() { # TOOL STEP -> "load cpu"
     local v=RAW_${1}_$2 l c; read -r _ _ _ _ l c <<<"${!v:-- - - - - -}"; echo "${l:--} ${c:--}"; }
 ratio() { # STEP -> restic s / coffer s
@@ -398,6 +401,9 @@ OUT=$RESULTS/files-$(date +%Y-%m-%d-%H%M%S)$SUFFIX$WARM.md
         echo
         echo "Targets (coffer):"
         echo
+        if failed coffer restic; then
+            echo "- FAIL: a command failed, so no target is met (see the logs in $LOGS)"
+        fi
         c=$(secs_of coffer first); r=$(secs_of restic first)
         awk -v r="$r" -v c="$c" 'BEGIN { printf "- first backup at least 3x restic'"'"'s throughput: %.2fx: %s\n", r / c, (r >= 3 * c) ? "PASS" : "FAIL" }'
         c=$(secs_of coffer rescan)

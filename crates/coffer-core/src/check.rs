@@ -12,6 +12,9 @@ use serde::Serialize;
 use sha2::Digest;
 use std::collections::{HashMap, HashSet};
 
+/// The most `check --read-data` reads from a pack in one request.
+const WINDOW: u64 = 8 * 1024 * 1024;
+
 /// What to check.
 #[derive(Debug, Clone, Default)]
 pub struct CheckOptions {
@@ -271,55 +274,70 @@ impl Repository<Indexed> {
             Ok((salt, mut entries, tbytes, tstart)) => {
                 entries.sort_by_key(|e| e.offset);
                 let mut pos = 0u64;
-                for e in &entries {
-                    if e.offset as u64 != pos {
-                        errs.push(format!(
-                            "pack {name}: blobs are not contiguous at offset {pos}"
-                        ));
-                    }
-                    pos = e.offset as u64 + e.length as u64;
-                    let loc = BlobLocation {
-                        pack: id,
-                        salt,
-                        entry: *e,
-                    };
-                    match be
-                        .read_range(FileType::Pack, &id, e.offset as u64, e.length as u64)
-                        .await
+                // Read neighbouring blobs in windows of up to 8 MiB (one request each), never the
+                // whole pack at once.
+                let mut i = 0;
+                while i < entries.len() {
+                    let start = entries[i].offset as u64;
+                    let mut j = i + 1;
+                    while j < entries.len()
+                        && entries[j].offset as u64 + entries[j].length as u64 - start <= WINDOW
                     {
-                        Ok(b) => {
-                            sha.update(&b);
-                            match reader.open_located(&loc, &b) {
-                                Ok(c) if reader.id_matches(&e.id, &c) => {}
-                                Ok(_) => {
-                                    errs.push(format!(
-                                        "pack {name}: blob {} does not match its id",
-                                        e.id.to_hex()
-                                    ));
-                                    bad.push(e.id);
-                                }
-                                Err(err) => {
-                                    errs.push(format!(
-                                        "pack {name}: {} blob {} is damaged: {err}",
-                                        if e.blob_type == BlobType::Tree {
-                                            "tree"
-                                        } else {
-                                            "data"
-                                        },
-                                        e.id.to_hex()
-                                    ));
-                                    bad.push(e.id);
-                                }
+                        j += 1;
+                    }
+                    let end = entries[j - 1].offset as u64 + entries[j - 1].length as u64;
+                    let window = be.read_range(FileType::Pack, &id, start, end - start).await;
+                    for e in &entries[i..j] {
+                        if e.offset as u64 != pos {
+                            errs.push(format!(
+                                "pack {name}: blobs are not contiguous at offset {pos}"
+                            ));
+                        }
+                        pos = e.offset as u64 + e.length as u64;
+                        let loc = BlobLocation {
+                            pack: id,
+                            salt,
+                            entry: *e,
+                        };
+                        let b = match &window {
+                            Ok(w) => {
+                                let s = (e.offset as u64 - start) as usize;
+                                &w[s..s + e.length as usize]
+                            }
+                            Err(err) => {
+                                errs.push(format!(
+                                    "pack {name}: cannot read blob {}: {err}",
+                                    e.id.to_hex()
+                                ));
+                                bad.push(e.id);
+                                continue;
+                            }
+                        };
+                        sha.update(b);
+                        match reader.open_located(&loc, b) {
+                            Ok(c) if reader.id_matches(&e.id, &c) => {}
+                            Ok(_) => {
+                                errs.push(format!(
+                                    "pack {name}: blob {} does not match its id",
+                                    e.id.to_hex()
+                                ));
+                                bad.push(e.id);
+                            }
+                            Err(err) => {
+                                errs.push(format!(
+                                    "pack {name}: {} blob {} is damaged: {err}",
+                                    if e.blob_type == BlobType::Tree {
+                                        "tree"
+                                    } else {
+                                        "data"
+                                    },
+                                    e.id.to_hex()
+                                ));
+                                bad.push(e.id);
                             }
                         }
-                        Err(err) => {
-                            errs.push(format!(
-                                "pack {name}: cannot read blob {}: {err}",
-                                e.id.to_hex()
-                            ));
-                            bad.push(e.id);
-                        }
                     }
+                    i = j;
                 }
                 if pos != tstart {
                     errs.push(format!(

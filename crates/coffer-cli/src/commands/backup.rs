@@ -201,10 +201,11 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         paths: paths.clone(),
         excludes,
         parent_tree: parent.as_ref().map(|p| p.tree),
-        workers: std::thread::available_parallelism()
+        // Twice the cores: readers blocked on a cold disk leave the CPU to the others.
+        workers: (2 * std::thread::available_parallelism()
             .map(|n| n.get())
-            .unwrap_or(2)
-            .max(2),
+            .unwrap_or(2))
+        .max(4),
     };
     let (sess, reader, handle) = (
         session.clone(),
