@@ -29,6 +29,8 @@ mod interrupt;
 mod keys;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
+#[path = "cli/remote.rs"]
+mod remote;
 #[path = "cli/roundtrip.rs"]
 mod roundtrip;
 #[path = "cli/snapshots.rs"]

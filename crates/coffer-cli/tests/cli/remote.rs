@@ -1,0 +1,56 @@
+//! The whole CLI on a remote backend: init, backup, check --read-data, restore and an incremental
+//! backup against moto's S3 started by the harness, with credentials from the environment
+//! (never printed); and a clear error for a bucket that does not exist.
+
+use super::s;
+use coffer_testkit::servers::S3Server;
+use coffer_testkit::tree::{assert_trees_equal, snapshot_tree, write_random_file};
+
+const SECRET: &str = "very-secret-key-that-must-never-be-printed";
+
+#[test]
+fn backup_check_and_restore_on_s3_through_the_cli() {
+    let s3 = S3Server::start();
+    let env = crate::env();
+    let run = |args: &[&str]| {
+        let mut c = env.cmd(args);
+        c.env("AWS_ENDPOINT_URL_S3", s3.endpoint())
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "coffer-test")
+            .env("AWS_SECRET_ACCESS_KEY", SECRET);
+        let out = env.run_cmd(c);
+        assert!(
+            !out.stdout.contains(SECRET) && !out.stderr.contains(SECRET),
+            "a secret was printed"
+        );
+        out
+    };
+    let url = s3.url("prod/repo");
+    run(&["--repo", &url, "init"]).assert_ok();
+    let src = env.path("src");
+    std::fs::create_dir_all(src.join("sub")).unwrap();
+    write_random_file(&src.join("big.bin"), 22_000_000, 5); // more than one pack
+    write_random_file(&src.join("sub/small.bin"), 10_000, 6);
+    let first = run(&["--repo", &url, "--json", "backup", s(&src)]).assert_ok();
+    let first: serde_json::Value = serde_json::from_str(&first.stdout).unwrap();
+    assert!(first["bytes_added"].as_u64().unwrap() > 21_000_000);
+    let second = run(&["--repo", &url, "--json", "backup", s(&src)]).assert_ok();
+    let second: serde_json::Value = serde_json::from_str(&second.stdout).unwrap();
+    assert_eq!(second["type"], "incremental");
+    assert_eq!(second["bytes_read"].as_u64(), Some(0));
+    run(&["--repo", &url, "check", "--read-data"]).assert_ok();
+    let target = env.path("restored");
+    run(&["--repo", &url, "restore", "latest", "--target", s(&target)]).assert_ok();
+    assert_trees_equal(&snapshot_tree(&src), &snapshot_tree(&target));
+    let snaps = run(&["--repo", &url, "--json", "snapshots"]).assert_ok();
+    assert!(!snaps.stdout.contains(SECRET));
+    assert!(snaps.stdout.contains("s3://coffer-test/prod/repo") || snaps.stdout.contains(s(&src)));
+
+    let missing = run(&["--repo", "s3://no-such-bucket/repo", "init"]);
+    assert_eq!(missing.code(), 1, "{}", missing.stderr);
+    assert!(
+        missing.stderr.contains("does not exist"),
+        "names the missing bucket: {}",
+        missing.stderr
+    );
+}
