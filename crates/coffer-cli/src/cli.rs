@@ -28,6 +28,13 @@ pub struct Global {
     /// Run this command (with sh -c) and use the first line it prints as the password.
     #[arg(long, env = "COFFER_PASSWORD_COMMAND", global = true)]
     pub password_command: Option<String>,
+    /// A storage option, KEY=VALUE (repeatable), e.g. `-o s3.endpoint=http://minio:9000`;
+    /// they override the environment (see the README for the keys).
+    #[arg(short = 'o', long = "option", global = true, value_name = "KEY=VALUE")]
+    pub options: Vec<String>,
+    /// Parallel transfers to and from the storage (default 8).
+    #[arg(long, global = true)]
+    pub connections: Option<usize>,
     /// Print one JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,

@@ -107,30 +107,36 @@ impl Ctx {
         .into())
     }
 
-    /// A closed repository handle.
-    pub async fn closed(&self) -> Result<Repository<Closed>> {
-        let url = self.repo_url()?;
-        let backend =
-            coffer_storage::open(&url, &coffer_storage::StorageOptions::default()).await?;
-        Ok(Repository::new(backend))
+    /// Storage options from `-o KEY=VALUE` and `--connections`.
+    pub fn storage_options(&self) -> Result<coffer_storage::StorageOptions> {
+        let mut o = coffer_storage::StorageOptions::default();
+        for pair in &self.global.options {
+            o.set_pair(pair)
+                .map_err(|e| crate::output::UsageError(e.to_string()))?;
+        }
+        if let Some(n) = self.global.connections {
+            if n == 0 {
+                return Err(
+                    crate::output::UsageError("--connections must be at least 1".into()).into(),
+                );
+            }
+            o.connections = n;
+        }
+        Ok(o)
     }
 
-    /// Opens the repository (key and config).
+    /// A closed repository handle.
+    pub async fn closed(&self) -> Result<Repository<Closed>> {
+        closed_at(&self.repo_url()?, &self.storage_options()?).await
+    }
+
+    /// Opens the repository (key and config); the password is asked for only once the
+    /// repository is known to exist.
     pub async fn open(&self) -> Result<Repository<Open>> {
-        let repo = self.closed().await?;
-        if !repo.exists().await? {
-            // Say so before asking for a password that would not help.
-            return Err(coffer_core::Error::new(
-                coffer_core::ErrorKind::RepositoryNotFound,
-                format!(
-                    "there is no repository at {} (create one with `coffer init`)",
-                    self.repo_url()?
-                ),
-            )
-            .into());
-        }
-        let pw = self.password()?;
-        Ok(repo.open(&pw).await?)
+        open_at(&self.repo_url()?, &self.storage_options()?, || {
+            self.password()
+        })
+        .await
     }
 
     /// Opens the repository and loads its index.
@@ -140,17 +146,20 @@ impl Ctx {
 }
 
 /// A closed handle on the repository at `url`.
-pub async fn closed_at(url: &str) -> Result<Repository<Closed>> {
-    let backend = coffer_storage::open(url, &coffer_storage::StorageOptions::default()).await?;
-    Ok(Repository::new(backend))
+pub async fn closed_at(
+    url: &str,
+    opts: &coffer_storage::StorageOptions,
+) -> Result<Repository<Closed>> {
+    Ok(Repository::new(coffer_storage::open(url, opts).await?))
 }
 
 /// Opens the repository at `url`; the password is asked for only once it is known to exist.
 pub async fn open_at(
     url: &str,
+    opts: &coffer_storage::StorageOptions,
     password: impl FnOnce() -> Result<Vec<u8>>,
 ) -> Result<Repository<Open>> {
-    let repo = closed_at(url).await?;
+    let repo = closed_at(url, opts).await?;
     if !repo.exists().await? {
         return Err(coffer_core::Error::new(
             coffer_core::ErrorKind::RepositoryNotFound,

@@ -15,11 +15,12 @@ pub async fn run(ctx: &Ctx, a: CopyArgs) -> Result<u8> {
             None => ctx.password(),
         }
     };
-    let src = open_at(&a.from, || password(&a.from_password_file))
+    let opts = ctx.storage_options()?;
+    let src = open_at(&a.from, &opts, || password(&a.from_password_file))
         .await?
         .load_index()
         .await?;
-    let dst = open_at(&a.to, || password(&a.to_password_file))
+    let dst = open_at(&a.to, &opts, || password(&a.to_password_file))
         .await?
         .load_index()
         .await?;

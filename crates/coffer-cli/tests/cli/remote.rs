@@ -46,6 +46,41 @@ fn backup_check_and_restore_on_s3_through_the_cli() {
     assert!(!snaps.stdout.contains(SECRET));
     assert!(snaps.stdout.contains("s3://coffer-test/prod/repo") || snaps.stdout.contains(s(&src)));
 
+    // The same repository through `-o` storage options instead of the environment.
+    let endpoint = format!("s3.endpoint={}", s3.endpoint());
+    let key = format!("s3.secret_access_key={SECRET}");
+    let by_options = env.run([
+        "--repo",
+        &url,
+        "-o",
+        &endpoint,
+        "-o",
+        "s3.region=us-east-1",
+        "-o",
+        "s3.access_key_id=coffer-test",
+        "-o",
+        &key,
+        "--connections",
+        "2",
+        "--json",
+        "snapshots",
+    ]);
+    let by_options = by_options.assert_ok();
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&by_options.stdout)
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(!by_options.stderr.contains(SECRET) && !by_options.stdout.contains(SECRET));
+    let bad = env.run(["--repo", &url, "-o", "s3.no_such_option=1", "snapshots"]);
+    assert_eq!(
+        bad.code(),
+        2,
+        "an unknown storage option is a usage error: {}",
+        bad.stderr
+    );
+
     let missing = run(&["--repo", "s3://no-such-bucket/repo", "init"]);
     assert_eq!(missing.code(), 1, "{}", missing.stderr);
     assert!(
