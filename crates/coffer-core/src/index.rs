@@ -227,20 +227,22 @@ impl Index {
 
     /// Where the blob is stored.
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
-        self.entry(id).map(|e| {
-            let (pack, salt) = self.packs[e.pack as usize];
-            BlobLocation {
-                pack,
-                salt,
-                entry: PackEntry {
-                    blob_type: e.blob_type,
-                    id: e.id,
-                    offset: e.offset,
-                    length: e.length,
-                    ulen: e.ulen,
-                },
-            }
-        })
+        self.entry(id).map(|e| self.location(e))
+    }
+
+    fn location(&self, e: &Entry) -> BlobLocation {
+        let (pack, salt) = self.packs[e.pack as usize];
+        BlobLocation {
+            pack,
+            salt,
+            entry: PackEntry {
+                blob_type: e.blob_type,
+                id: e.id,
+                offset: e.offset,
+                length: e.length,
+                ulen: e.ulen,
+            },
+        }
     }
 
     /// Whether the pack is known.
@@ -265,20 +267,10 @@ impl Index {
 
     /// Every blob with its location (for check and stats).
     pub fn iter(&self) -> impl Iterator<Item = BlobLocation> + '_ {
-        self.sorted.iter().chain(self.recent.values()).map(|e| {
-            let (pack, salt) = self.packs[e.pack as usize];
-            BlobLocation {
-                pack,
-                salt,
-                entry: PackEntry {
-                    blob_type: e.blob_type,
-                    id: e.id,
-                    offset: e.offset,
-                    length: e.length,
-                    ulen: e.ulen,
-                },
-            }
-        })
+        self.sorted
+            .iter()
+            .chain(self.recent.values())
+            .map(|e| self.location(e))
     }
 }
 
