@@ -15,7 +15,6 @@ use crate::pack::{BlobType, FinishedPack, PackWriter, PACK_TARGET_SIZE};
 use crate::repository::{Indexed, Keyring, Repository};
 use crate::snapshot::Snapshot;
 use crate::tree::Tree;
-use bytes::Bytes;
 use sha2::Digest;
 use std::collections::HashSet;
 use std::io::Read;
@@ -137,17 +136,12 @@ async fn write_index(keys: &Keyring, packs: Vec<PackRecord>) -> Result<()> {
     if packs.is_empty() {
         return Ok(());
     }
-    let plain = IndexFile {
+    keys.write_index_file(&IndexFile {
         supersedes: vec![],
         packs,
-    }
-    .encode();
-    // An index file is named by the SHA-256 of its sealed bytes; the id is not bound as aad.
-    let sealed = keys.seal(FileType::Index, &Id::ZERO, &plain);
-    let id = Id::sha256(&sealed);
-    keys.backend
-        .write(FileType::Index, &id, Bytes::from(sealed))
-        .await
+    })
+    .await
+    .map(|_| ())
 }
 
 async fn upload_loop(

@@ -57,6 +57,17 @@ impl Keyring {
             .await
     }
 
+    /// Writes an index file, named by the SHA-256 of its sealed bytes (so the name cannot be
+    /// bound as associated data); returns its id.
+    pub(crate) async fn write_index_file(&self, file: &IndexFile) -> Result<Id> {
+        let sealed = self.seal(FileType::Index, &Id::ZERO, &file.encode());
+        let id = Id::sha256(&sealed);
+        self.backend
+            .write(FileType::Index, &id, Bytes::from(sealed))
+            .await?;
+        Ok(id)
+    }
+
     /// Opens an object of type `ft` sealed by [`Keyring::seal`].
     pub(crate) fn open(&self, ft: FileType, id: &Id, data: &[u8]) -> Result<Vec<u8>> {
         let framed = open_object(&self.key, self.encryption, &object_aad(ft, id), data)
@@ -548,16 +559,11 @@ impl Repository<Indexed> {
         }
         // The new file is written before anything is removed: a crash in between leaves the
         // old files superseded (ignored by readers) or still in use, never an entry lost.
-        let plain = IndexFile {
+        keys.write_index_file(&IndexFile {
             supersedes: before.clone(),
             packs,
-        }
-        .encode();
-        let sealed = keys.seal(FileType::Index, &Id::ZERO, &plain);
-        let id = Id::sha256(&sealed);
-        self.backend
-            .write(FileType::Index, &id, Bytes::from(sealed))
-            .await?;
+        })
+        .await?;
         for old in &before {
             self.backend.remove(FileType::Index, old).await?;
         }
