@@ -6,7 +6,6 @@
 //! salt, so its subkey seals exactly one pack; inside it, a blob's nonce is its byte offset,
 //! which is unique within the pack, and the trailer's nonce has a form no offset can take.
 
-use crate::compression::Compression;
 use crate::crypto::{Cipher, Encryption, MasterKey};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -228,14 +227,10 @@ pub fn open_blob(
     crate::compression::decode(&framed, Some(ulen), ulen)
 }
 
-/// Frames and compresses a blob's content for [`PackWriter::add`].
-pub fn frame(compression: &Compression, data: &[u8]) -> Vec<u8> {
-    compression.encode(data)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::compression::Compression;
     use proptest::prelude::*;
 
     proptest! {

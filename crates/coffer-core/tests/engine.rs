@@ -71,6 +71,17 @@ fn store_file(s: &coffer_core::BackupSession, content: &[u8]) -> Id {
     s.save_tree(&Tree { nodes: vec![n] }).unwrap()
 }
 
+/// Opens the repository in `be` afresh, as a new process would.
+async fn reopen(be: &Arc<MemoryBackend>) -> Repository<coffer_core::Indexed> {
+    Repository::new(be.clone())
+        .open(b"pw")
+        .await
+        .unwrap()
+        .load_index()
+        .await
+        .unwrap()
+}
+
 async fn new_repo() -> (Arc<MemoryBackend>, Repository<coffer_core::Indexed>) {
     let be = Arc::new(MemoryBackend::new());
     let repo = Repository::new(be.clone())
@@ -191,13 +202,7 @@ async fn an_unfinished_backup_lists_nothing_and_its_data_is_reused() {
         "abort indexes what was uploaded"
     );
     // A fresh open sees the uploaded blobs and does not store them again.
-    let repo = Repository::new(be.clone())
-        .open(b"pw")
-        .await
-        .unwrap()
-        .load_index()
-        .await
-        .unwrap();
+    let repo = reopen(&be).await;
     let s = repo.start_backup(BackupOptions::default());
     let tree = tokio::task::block_in_place(|| store_file(&s, &content));
     let snap = s.finish(snapshot(tree)).await.unwrap();
@@ -215,13 +220,7 @@ async fn a_dropped_session_leaves_a_checkable_repository() {
     let s = repo.start_backup(BackupOptions::default());
     tokio::task::block_in_place(|| s.save_stream(&data(20_000_000, 3)[..]).unwrap());
     drop(s); // as if killed: no index for the in-memory pack, no snapshot
-    let repo = Repository::new(be.clone())
-        .open(b"pw")
-        .await
-        .unwrap()
-        .load_index()
-        .await
-        .unwrap();
+    let repo = reopen(&be).await;
     assert!(repo.list_snapshots().await.unwrap().is_empty());
     let r = repo
         .check(&CheckOptions {
@@ -326,24 +325,12 @@ async fn index_compaction_keeps_every_entry_and_supersedes_the_old_files() {
         let tree = tokio::task::block_in_place(|| store_file(&s, &data(2_000_000, 100 + 2 * seed)));
         snaps.push(s.finish(snapshot(tree)).await.unwrap());
     }
-    let repo = Repository::new(be.clone())
-        .open(b"pw")
-        .await
-        .unwrap()
-        .load_index()
-        .await
-        .unwrap();
+    let repo = reopen(&be).await;
     assert_eq!(repo.index_files().len(), 3);
     let blobs = repo.index().len();
     assert_eq!(repo.compact_index().await.unwrap(), (3, 1));
     assert_eq!(be.list(FileType::Index).await.unwrap().len(), 1);
-    let repo = Repository::new(be.clone())
-        .open(b"pw")
-        .await
-        .unwrap()
-        .load_index()
-        .await
-        .unwrap();
+    let repo = reopen(&be).await;
     assert_eq!(repo.index().len(), blobs);
     assert!(
         repo.check(&CheckOptions {

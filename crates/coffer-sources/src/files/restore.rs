@@ -73,7 +73,7 @@ fn to_path(root: &Path, rel: &[u8]) -> PathBuf {
 
 /// Sets a path's access and modification times to the node's mtime without opening it
 /// (opening a fifo would block until a writer comes; a symlink is not followed).
-fn set_times(path: &Path, node: &Node, _symlink: bool) -> std::io::Result<()> {
+fn set_times(path: &Path, node: &Node) -> std::io::Result<()> {
     let t = nix::sys::time::TimeSpec::new(
         node.mtime_ns.div_euclid(1_000_000_000),
         node.mtime_ns.rem_euclid(1_000_000_000),
@@ -432,7 +432,7 @@ pub fn restore_files(
                     if as_root {
                         chown(&path, &node, false)?;
                     }
-                    set_times(&path, &node, true)
+                    set_times(&path, &node)
                 })
             }
             NodeKind::Fifo | NodeKind::CharDevice | NodeKind::BlockDevice => {
@@ -462,7 +462,7 @@ pub fn restore_files(
                         chown(&path, &node, false)?;
                     }
                     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(node.mode))?;
-                    set_times(&path, &node, false)
+                    set_times(&path, &node)
                 })
             }
         };
@@ -543,7 +543,7 @@ pub fn restore_files(
                 chown(path, node, true)?;
             }
             std::fs::set_permissions(path, std::fs::Permissions::from_mode(node.mode))?;
-            set_times(path, node, false)
+            set_times(path, node)
         })();
         if let Err(e) = r {
             report.failed.push((
