@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the real servers Coffer's storage tests start (see crates/coffer-testkit/src/servers.rs):
-#   - Debian packages: openssh-server (sshd for SFTP), util-linux (runuser);
+#   - Debian packages: openssh-server (sshd for SFTP), util-linux (runuser), postgresql (server,
+#     pg_dump, pgbench), mariadb-server and -client, redis-server and redis-tools, sqlite3;
 #   - a Python venv in .tools/venv with moto[server] (S3) and gcp-storage-emulator (GCS);
 #   - azurite (Azure Blob) from npm, in .tools/node.
 # Idempotent: each step runs only when its result is missing. Run as root or with sudo on Debian.
@@ -13,7 +14,7 @@ TOOLS="$ROOT/.tools"
 log() { echo "install-test-deps: $*"; }
 
 # --- 1. Debian packages ----------------------------------------------------------------------
-APT_PACKAGES=(openssh-server openssh-client util-linux)
+APT_PACKAGES=(openssh-server openssh-client util-linux postgresql postgresql-contrib postgresql-client mariadb-server mariadb-client redis-server redis-tools sqlite3)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -99,6 +99,10 @@ pub enum Command {
     /// Delete the snapshots a retention policy does not keep (their data is freed by a later
     /// prune).
     Forget(ForgetArgs),
+    /// Write a database snapshot's plain dump to stdout (SQL, the .db file, the .rdb file).
+    Dump(DumpArgs),
+    /// Delete data no snapshot references and repack packs that are mostly unused.
+    Prune(crate::commands::prune::PruneArgs),
 }
 
 /// `init`.
@@ -123,9 +127,20 @@ pub struct InitArgs {
 /// `backup`.
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and folders to back up.
+    /// Files and folders to back up, or one database URL: postgres://USER@HOST:PORT/DB,
+    /// mysql://USER@HOST:PORT/DB (or mariadb://), sqlite:///PATH/TO/DB, redis://HOST:PORT.
     #[arg(required = true)]
     pub sources: Vec<PathBuf>,
+    /// Database tables dumped at once (default: the number of cores, at most 4).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Back up every database of the server (also what a URL without a database means).
+    #[arg(long)]
+    pub all_databases: bool,
+    /// Read the database password from the first line of this file (otherwise: the URL, or
+    /// PGPASSWORD / .pgpass, MYSQL_PWD, REDISCLI_AUTH).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
     /// full, incremental (default when a parent exists) or differential.
     #[arg(long = "type")]
     pub backup_type: Option<String>,
@@ -179,9 +194,40 @@ pub struct LsArgs {
 pub struct RestoreArgs {
     /// Snapshot id, unique prefix, or `latest`.
     pub snapshot: String,
-    /// Folder to restore into.
+    /// Folder to restore into, or for a database snapshot the database URL.
     #[arg(long, short = 't')]
     pub target: PathBuf,
+    /// Database: restore only this table, NAME or SCHEMA.NAME (repeatable).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Database: which database of a whole-server snapshot.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// Database: restore only the schema.
+    #[arg(long, conflicts_with = "data_only")]
+    pub schema_only: bool,
+    /// Database: restore only the data (the schema must exist).
+    #[arg(long)]
+    pub data_only: bool,
+    /// Database: drop the objects the restore replaces first (needed when the target is not
+    /// empty).
+    #[arg(long)]
+    pub clean: bool,
+    /// Database: tables restored at once (default: the number of cores, at most 4).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Database: do not back up a non-empty target before overwriting it.
+    #[arg(long)]
+    pub no_safety_backup: bool,
+    /// Database: do not ask for confirmation.
+    #[arg(long, short = 'y')]
+    pub yes: bool,
+    /// Database: check the snapshot and print what would be restored; change nothing.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Database: read the target's password from the first line of this file.
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
     /// Restore only this path (repeatable).
     #[arg(long = "include")]
     pub includes: Vec<String>,
@@ -344,4 +390,35 @@ pub struct ForgetArgs {
     /// Only print what would be removed.
     #[arg(long, short = 'n')]
     pub dry_run: bool,
+    /// Then prune: delete the data no remaining snapshot references.
+    #[arg(long)]
+    pub prune: bool,
+    /// Prune tuning (with --prune).
+    #[command(flatten)]
+    pub prune_tuning: crate::commands::prune::PruneTuning,
+}
+
+/// `dump`.
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot id, unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Which database of a whole-server snapshot.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// Only this table (repeatable).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Only the schema.
+    #[arg(long, conflicts_with = "data_only")]
+    pub schema_only: bool,
+    /// Only the data.
+    #[arg(long)]
+    pub data_only: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
 }

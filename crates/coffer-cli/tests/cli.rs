@@ -9,6 +9,14 @@ mod concurrency;
 mod copy;
 #[path = "cli/damage.rs"]
 mod damage;
+#[path = "cli/db_mysql.rs"]
+mod db_mysql;
+#[path = "cli/db_postgres.rs"]
+mod db_postgres;
+#[path = "cli/db_redis.rs"]
+mod db_redis;
+#[path = "cli/db_sqlite.rs"]
+mod db_sqlite;
 #[path = "cli/default_repo.rs"]
 mod default_repo;
 #[path = "cli/diff.rs"]
@@ -29,6 +37,8 @@ mod interrupt;
 mod keys;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
+#[path = "cli/prune.rs"]
+mod prune;
 #[path = "cli/remote.rs"]
 mod remote;
 #[path = "cli/roundtrip.rs"]

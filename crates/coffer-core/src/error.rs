@@ -29,6 +29,9 @@ pub enum ErrorKind {
     Interrupted,
     /// The repository uses a format or feature this version does not support.
     Unsupported,
+    /// A database source or target, or one of its tools, failed: unreachable server, wrong
+    /// credentials, missing database, missing or too old `pg_dump`, a failed restore statement.
+    Source,
 }
 
 /// Coffer's core error: kind, human context, optional source, and whether a retry may help.

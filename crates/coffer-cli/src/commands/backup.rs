@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-fn parse_time(s: &str) -> Result<DateTime<Utc>> {
+pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Ok(t.with_timezone(&Utc));
     }
@@ -28,7 +28,7 @@ fn parse_time(s: &str) -> Result<DateTime<Utc>> {
 }
 
 /// Creates the embedded default repository (and its key) on first use.
-async fn ensure_default(ctx: &Ctx) -> Result<()> {
+pub(crate) async fn ensure_default(ctx: &Ctx) -> Result<()> {
     if !ctx.uses_default() {
         return Ok(());
     }
@@ -85,17 +85,16 @@ async fn ensure_default(ctx: &Ctx) -> Result<()> {
 }
 
 /// Picks the parent snapshot for the requested type; returns the effective type and parent.
-async fn choose_parent(
+pub(crate) async fn choose_parent(
     repo: &Repository<Indexed>,
     requested: Option<BackupType>,
-    host: &str,
-    paths: &[String],
+    same: impl Fn(&Snapshot) -> bool,
 ) -> Result<(BackupType, Option<Snapshot>)> {
     let same_source: Vec<Snapshot> = repo
         .list_snapshots()
         .await?
         .into_iter()
-        .filter(|s| s.hostname == host && s.source.kind == "files" && s.source.paths == paths)
+        .filter(|s| same(s))
         .collect();
     let latest = |pred: &dyn Fn(&Snapshot) -> bool| {
         same_source
@@ -118,7 +117,9 @@ async fn choose_parent(
 }
 
 /// Takes the session back once every helper task has let go of it.
-async fn unshare(mut s: Arc<coffer_core::BackupSession>) -> Result<coffer_core::BackupSession> {
+pub(crate) async fn unshare(
+    mut s: Arc<coffer_core::BackupSession>,
+) -> Result<coffer_core::BackupSession> {
     for _ in 0..500 {
         match Arc::try_unwrap(s) {
             Ok(v) => return Ok(v),
@@ -140,6 +141,20 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         })
         .transpose()?;
     let time = a.time.as_deref().map(parse_time).transpose()?;
+    let urls = a
+        .sources
+        .iter()
+        .filter(|s| coffer_sources::database::is_database_url(&s.to_string_lossy()))
+        .count();
+    if urls > 0 {
+        if a.sources.len() > 1 {
+            return Err(UsageError(
+                "back up one database URL at a time, and files separately".into(),
+            )
+            .into());
+        }
+        return crate::commands::db_backup::run(ctx, a, requested, time).await;
+    }
     let mut paths: Vec<PathBuf> = Vec::new();
     for s in &a.sources {
         let abs =
@@ -173,7 +188,10 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         .iter()
         .map(|p| p.to_string_lossy().into_owned())
         .collect();
-    let (backup_type, parent) = choose_parent(&repo, requested, &host, &path_strings).await?;
+    let (backup_type, parent) = choose_parent(&repo, requested, |s| {
+        s.hostname == host && s.source.kind == "files" && s.source.paths == path_strings
+    })
+    .await?;
     if requested.is_some_and(|r| r != backup_type) && !ctx.global.quiet {
         eprintln!(
             "coffer: no parent snapshot for a {} backup of this source yet: taking a full backup",

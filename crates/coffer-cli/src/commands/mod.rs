@@ -3,14 +3,18 @@
 mod backup;
 mod check;
 mod copy;
+mod db_backup;
+mod db_restore;
 mod delete;
 mod diff;
+mod dump;
 mod forget;
 mod index;
 mod init;
 mod key;
 mod ls;
 mod progress;
+pub mod prune;
 mod restore;
 mod show;
 mod snapshots;
@@ -42,5 +46,7 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Unlock(a) => unlock::run(&ctx, a).await,
         Command::Index(c) => index::run(&ctx, c).await,
         Command::Forget(a) => forget::run(&ctx, a).await,
+        Command::Dump(a) => dump::run(&ctx, a).await,
+        Command::Prune(a) => prune::run(&ctx, a).await,
     }
 }

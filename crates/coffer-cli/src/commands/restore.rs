@@ -14,6 +14,26 @@ pub async fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let repo = ctx.open_indexed().await?;
     let lock = repo.lock(false, "restore").await?;
     let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
+    if coffer_sources::database::Engine::from_kind(&snap.source.kind).is_some() {
+        let r = crate::commands::db_restore::run(ctx, &a, &repo, &snap).await;
+        lock.release().await.ok();
+        return r;
+    }
+    if !a.tables.is_empty()
+        || a.database.is_some()
+        || a.schema_only
+        || a.data_only
+        || a.clean
+        || a.dry_run
+        || a.no_safety_backup
+    {
+        lock.release().await.ok();
+        return Err(UsageError(format!(
+            "snapshot {} holds files: --table, --database, --schema-only, --data-only, --clean, --dry-run and --no-safety-backup apply to database snapshots",
+            snap.id.short()
+        ))
+        .into());
+    }
     let clock = Instant::now();
     let opts = RestoreOptions {
         target: std::path::absolute(&a.target)?,

@@ -1,0 +1,1 @@
+//! prune tests (placeholder until prune lands).
