@@ -35,6 +35,22 @@ pub struct Global {
     /// Parallel transfers to and from the storage (default 8).
     #[arg(long, global = true)]
     pub connections: Option<usize>,
+    /// Limit uploads to this many KiB/s (all transfers together).
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB_PER_S",
+        env = "COFFER_LIMIT_UPLOAD"
+    )]
+    pub limit_upload: Option<u64>,
+    /// Limit downloads to this many KiB/s (all transfers together).
+    #[arg(
+        long,
+        global = true,
+        value_name = "KIB_PER_S",
+        env = "COFFER_LIMIT_DOWNLOAD"
+    )]
+    pub limit_download: Option<u64>,
     /// Print one JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,

@@ -122,6 +122,29 @@ impl Ctx {
             }
             o.connections = n;
         }
+        for (flag, limit, slot) in [
+            (
+                "--limit-upload",
+                self.global.limit_upload,
+                &mut o.limit_upload,
+            ),
+            (
+                "--limit-download",
+                self.global.limit_download,
+                &mut o.limit_download,
+            ),
+        ] {
+            match limit {
+                Some(0) => {
+                    return Err(crate::output::UsageError(format!(
+                        "{flag} must be at least 1 KiB/s"
+                    ))
+                    .into())
+                }
+                Some(kib) => *slot = Some(kib.saturating_mul(1024)),
+                None => {}
+            }
+        }
         Ok(o)
     }
 

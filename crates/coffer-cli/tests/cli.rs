@@ -35,6 +35,8 @@ mod format_fixture;
 mod interrupt;
 #[path = "cli/keys.rs"]
 mod keys;
+#[path = "cli/limits.rs"]
+mod limits;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
 #[path = "cli/prune.rs"]

@@ -31,6 +31,7 @@ mod error;
 mod fault;
 mod opendal_backend;
 mod remote;
+mod throttle;
 mod url;
 
 pub use url::Location;
@@ -163,6 +164,10 @@ pub struct StorageOptions {
     /// Testing aid: this many of every 1000 storage requests fail with a temporary error
     /// before reaching the storage (default 0). The retry layer is expected to hide them.
     pub faults_per_thousand: u32,
+    /// Upload limit in bytes per second, shared by every transfer (`None`: unlimited).
+    pub limit_upload: Option<u64>,
+    /// Download limit in bytes per second, shared by every transfer (`None`: unlimited).
+    pub limit_download: Option<u64>,
 }
 
 impl Default for StorageOptions {
@@ -178,6 +183,8 @@ impl Default for StorageOptions {
             multipart_part_size: 8 * 1024 * 1024,
             extra: BTreeMap::new(),
             faults_per_thousand: 0,
+            limit_upload: None,
+            limit_download: None,
         }
     }
 }
@@ -236,6 +243,8 @@ impl std::fmt::Debug for StorageOptions {
             .field("multipart_part_size", &self.multipart_part_size)
             .field("extra", &extra)
             .field("faults_per_thousand", &self.faults_per_thousand)
+            .field("limit_upload", &self.limit_upload)
+            .field("limit_download", &self.limit_download)
             .finish()
     }
 }
@@ -263,7 +272,7 @@ pub async fn open(url: &str, opts: &StorageOptions) -> Result<Arc<dyn Backend>> 
     for key in opts.extra.keys() {
         check_key(key)?;
     }
-    match Location::parse(url)? {
+    let backend: Arc<dyn Backend> = match Location::parse(url)? {
         Location::Local(path) => {
             let root = std::path::absolute(&path).map_err(|e| {
                 Error::invalid(format!(
@@ -271,15 +280,20 @@ pub async fn open(url: &str, opts: &StorageOptions) -> Result<Arc<dyn Backend>> 
                     path.display()
                 ))
             })?;
-            Ok(Arc::new(opendal_backend::OpendalBackend::local(root, opts)))
+            Arc::new(opendal_backend::OpendalBackend::local(root, opts))
         }
         location => {
             let remote = remote::build(&location, opts, &remote::process_env)?;
-            Ok(Arc::new(opendal_backend::OpendalBackend::remote(
+            Arc::new(opendal_backend::OpendalBackend::remote(
                 location, remote, opts,
-            )))
+            ))
         }
-    }
+    };
+    Ok(throttle::Throttled::wrap(
+        backend,
+        opts.limit_upload,
+        opts.limit_download,
+    ))
 }
 
 #[cfg(test)]
