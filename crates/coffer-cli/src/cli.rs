@@ -35,6 +35,12 @@ pub struct Global {
     /// Parallel transfers to and from the storage (default 8).
     #[arg(long, global = true)]
     pub connections: Option<usize>,
+    /// Do without the local cache of a remote repository's index files and snapshots.
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+    /// Keep the local cache here (default: the user's cache folder, ~/.cache/coffer).
+    #[arg(long, global = true, value_name = "DIR", env = "COFFER_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Limit uploads to this many KiB/s (all transfers together).
     #[arg(
         long,

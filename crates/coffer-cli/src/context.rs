@@ -122,6 +122,13 @@ impl Ctx {
             }
             o.connections = n;
         }
+        if !self.global.no_cache {
+            o.cache_dir = self
+                .global
+                .cache_dir
+                .clone()
+                .or_else(|| dirs::cache_dir().map(|d| d.join("coffer")));
+        }
         for (flag, limit, slot) in [
             (
                 "--limit-upload",

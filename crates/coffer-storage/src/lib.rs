@@ -13,6 +13,10 @@
 //!
 //! The option keys are listed in [`OPTION_KEYS`]; set them with [`StorageOptions::set`].
 //!
+//! A remote repository keeps a local cache of its index files and snapshots when
+//! [`StorageOptions::cache_dir`] is set (see the `cache` module for its rules), and transfers are
+//! paced by [`StorageOptions::limit_upload`] and [`StorageOptions::limit_download`].
+//!
 //! Every operator carries OpenDAL's retry (exponential backoff with jitter, temporary errors
 //! only), timeout, concurrency-limit and logging layers. Writes are atomic everywhere:
 //!
@@ -27,6 +31,7 @@
 
 #![warn(missing_docs)]
 
+mod cache;
 mod error;
 mod fault;
 mod opendal_backend;
@@ -168,6 +173,9 @@ pub struct StorageOptions {
     pub limit_upload: Option<u64>,
     /// Download limit in bytes per second, shared by every transfer (`None`: unlimited).
     pub limit_download: Option<u64>,
+    /// Where remote repositories keep their local cache of index files and snapshots
+    /// (`None`: no cache). Local repositories are never cached.
+    pub cache_dir: Option<std::path::PathBuf>,
 }
 
 impl Default for StorageOptions {
@@ -185,6 +193,7 @@ impl Default for StorageOptions {
             faults_per_thousand: 0,
             limit_upload: None,
             limit_download: None,
+            cache_dir: None,
         }
     }
 }
@@ -245,6 +254,7 @@ impl std::fmt::Debug for StorageOptions {
             .field("faults_per_thousand", &self.faults_per_thousand)
             .field("limit_upload", &self.limit_upload)
             .field("limit_download", &self.limit_download)
+            .field("cache_dir", &self.cache_dir)
             .finish()
     }
 }
@@ -284,9 +294,13 @@ pub async fn open(url: &str, opts: &StorageOptions) -> Result<Arc<dyn Backend>> 
         }
         location => {
             let remote = remote::build(&location, opts, &remote::process_env)?;
-            Arc::new(opendal_backend::OpendalBackend::remote(
+            let b: Arc<dyn Backend> = Arc::new(opendal_backend::OpendalBackend::remote(
                 location, remote, opts,
-            ))
+            ));
+            match &opts.cache_dir {
+                Some(dir) => cache::Cached::wrap(b, dir),
+                None => b,
+            }
         }
     };
     Ok(throttle::Throttled::wrap(

@@ -137,6 +137,9 @@ mod tests {
         p.take(1 << 20).await; // the burst
         p.take(1 << 20).await; // a second MiB: about one second
         let secs = t.elapsed().as_secs_f64();
-        assert!(secs >= 0.9, "idle time earned more than one burst: {secs:.2} s");
+        assert!(
+            secs >= 0.9,
+            "idle time earned more than one burst: {secs:.2} s"
+        );
     }
 }

@@ -81,6 +81,49 @@ fn backup_check_and_restore_on_s3_through_the_cli() {
         bad.stderr
     );
 
+    // The local cache holds the snapshots and index files it has read; another client's
+    // deletion drops the copy at the next listing; --no-cache does without it.
+    let cached = |kind: &str| -> Vec<String> {
+        let root = env.cache_home().join("coffer");
+        let mut names = Vec::new();
+        for repo in std::fs::read_dir(&root).unwrap() {
+            if let Ok(rd) = std::fs::read_dir(repo.unwrap().path().join(kind)) {
+                names.extend(rd.map(|e| e.unwrap().file_name().to_string_lossy().into_owned()));
+            }
+        }
+        names.sort();
+        names
+    };
+    let ids: Vec<String> = {
+        let out = run(&["--repo", &url, "--json", "snapshots"]).assert_ok();
+        let v: Vec<serde_json::Value> = serde_json::from_str(&out.stdout).unwrap();
+        let mut ids: Vec<String> = v
+            .iter()
+            .map(|m| m["id"].as_str().unwrap().to_string())
+            .collect();
+        ids.sort();
+        ids
+    };
+    assert_eq!(
+        cached("snapshots"),
+        ids,
+        "the cache lacks the snapshots it listed"
+    );
+    assert!(!cached("index").is_empty(), "no index file was cached");
+    run(&["--repo", &url, "--no-cache", "delete", &ids[0]]).assert_ok();
+    let listed = run(&["--repo", &url, "--json", "snapshots"]).assert_ok();
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&listed.stdout)
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        cached("snapshots"),
+        ids[1..].to_vec(),
+        "a deleted snapshot stayed cached"
+    );
+
     let missing = run(&["--repo", "s3://no-such-bucket/repo", "init"]);
     assert_eq!(missing.code(), 1, "{}", missing.stderr);
     assert!(
