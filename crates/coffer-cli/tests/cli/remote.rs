@@ -1,6 +1,7 @@
-//! The whole CLI on a remote backend: init, backup, check --read-data, restore and an incremental
-//! backup against moto's S3 started by the harness, with credentials from the environment
-//! (never printed); and a clear error for a bucket that does not exist.
+//! The whole CLI on remote backends: init, backup, check --read-data, restore and an incremental
+//! backup against moto's S3 (credentials from the environment, never printed; the local cache; a
+//! clear error for a bucket that does not exist), and the same flow on Azurite, the GCS emulator
+//! and OpenSSH's sshd, all started by the harness.
 
 use super::s;
 use coffer_testkit::servers::S3Server;
@@ -131,4 +132,57 @@ fn backup_check_and_restore_on_s3_through_the_cli() {
         "names the missing bucket: {}",
         missing.stderr
     );
+}
+
+/// The CLI flow (init, backup, incremental backup, check --read-data, restore, snapshots) on
+/// one remote repository reached through `-o` options.
+fn cli_flow(url: &str, options: &std::collections::BTreeMap<String, String>) {
+    let env = crate::env();
+    let mut global: Vec<String> = vec!["--repo".into(), url.into()];
+    for (k, v) in options {
+        global.push("-o".into());
+        global.push(format!("{k}={v}"));
+    }
+    let run = |args: &[&str]| {
+        let mut all: Vec<&str> = global.iter().map(String::as_str).collect();
+        all.extend_from_slice(args);
+        env.run(all)
+    };
+    run(&["init"]).assert_ok();
+    let src = env.path("src");
+    coffer_testkit::tree::make_tricky_tree(&src);
+    write_random_file(&src.join("big.bin"), 3_000_000, 9);
+    run(&["backup", s(&src)]).assert_ok();
+    let second = run(&["--json", "backup", s(&src)]).assert_ok().json();
+    assert_eq!(second["type"], "incremental");
+    assert_eq!(second["bytes_read"].as_u64(), Some(0), "{second}");
+    run(&["check", "--read-data"]).assert_ok();
+    let target = env.path("restored");
+    run(&["restore", "latest", "--target", s(&target)]).assert_ok();
+    assert_trees_equal(&snapshot_tree(&src), &snapshot_tree(&target));
+    let listed = run(&["--json", "snapshots"]).assert_ok();
+    assert_eq!(
+        serde_json::from_str::<Vec<serde_json::Value>>(&listed.stdout)
+            .unwrap()
+            .len(),
+        2
+    );
+}
+
+#[test]
+fn the_cli_flow_on_azure_blob() {
+    let az = coffer_testkit::servers::AzureServer::start();
+    cli_flow(&az.url("cli/repo"), &az.options());
+}
+
+#[test]
+fn the_cli_flow_on_google_cloud_storage() {
+    let gcs = coffer_testkit::servers::GcsServer::start();
+    cli_flow(&gcs.url("cli/repo"), &gcs.options());
+}
+
+#[test]
+fn the_cli_flow_on_sftp() {
+    let sftp = coffer_testkit::servers::SftpServer::start();
+    cli_flow(&sftp.url("cli/repo"), &sftp.options());
 }
