@@ -125,6 +125,13 @@ pub enum Command {
     Dump(DumpArgs),
     /// Delete data no snapshot references and repack packs that are mostly unused.
     Prune(crate::commands::prune::PruneArgs),
+    /// Run the scheduler daemon: the jobs of the config, at their times.
+    Serve(crate::commands::serve::ServeArgs),
+    /// The daemon's jobs: list, next, run, history.
+    #[command(subcommand)]
+    Schedule(crate::commands::schedule::ScheduleCommand),
+    /// The last run of each job, and overdue jobs.
+    Status(crate::commands::status::StatusArgs),
 }
 
 /// `init`.

@@ -45,6 +45,8 @@ mod prune;
 mod remote;
 #[path = "cli/roundtrip.rs"]
 mod roundtrip;
+#[path = "cli/schedule.rs"]
+mod schedule;
 #[path = "cli/snapshots.rs"]
 mod snapshots;
 #[path = "cli/unreadable.rs"]

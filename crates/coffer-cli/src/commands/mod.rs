@@ -16,9 +16,12 @@ mod ls;
 mod progress;
 pub mod prune;
 mod restore;
+pub mod schedule;
+pub mod serve;
 mod show;
 mod snapshots;
 mod stats;
+pub mod status;
 mod unlock;
 mod verify;
 
@@ -48,5 +51,8 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Forget(a) => forget::run(&ctx, a).await,
         Command::Dump(a) => dump::run(&ctx, a).await,
         Command::Prune(a) => prune::run(&ctx, a).await,
+        Command::Serve(a) => serve::run(&ctx, a).await,
+        Command::Schedule(c) => schedule::run(&ctx, c).await,
+        Command::Status(a) => status::run(&ctx, a).await,
     }
 }

@@ -1,0 +1,1 @@
+//! scheduler tests (placeholder until the scheduler lands).
