@@ -9,6 +9,12 @@ use clap::Parser;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
+    // A closed pipe (`coffer snapshots | head`) ends the process quietly, as it does for other
+    // Unix tools, instead of a panic on the next print.
+    // SAFETY: setting a signal's disposition to the default before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let args = cli::Cli::parse();
     output::init_logging(args.global.verbose, args.global.quiet);
     let json = args.global.json;

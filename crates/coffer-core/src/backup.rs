@@ -139,6 +139,7 @@ async fn write_index(keys: &Keyring, packs: Vec<PackRecord>) -> Result<()> {
     keys.write_index_file(&IndexFile {
         supersedes: vec![],
         packs,
+        pending: vec![],
     })
     .await
     .map(|_| ())

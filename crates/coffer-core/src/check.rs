@@ -1,5 +1,7 @@
 //! `check`: the repository's structure (every index entry points into an existing pack, every
-//! snapshot's trees are complete) and, with `read_data`, every byte of the chosen packs.
+//! snapshot's trees are complete) and, with `read_data`, every byte of the chosen packs. Packs a
+//! prune marked for deletion (see `crate::prune`) are reported as pending, never as errors, and
+//! are not read: no snapshot depends on them.
 
 use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
@@ -41,6 +43,8 @@ pub struct CheckReport {
     pub packs_read: usize,
     /// Blobs in the index.
     pub blobs: usize,
+    /// Packs on storage that a prune marked for deletion (not in the index).
+    pub pending_packs: usize,
     /// Damaged or missing blob ids.
     #[serde(skip)]
     pub bad_blobs: HashSet<Id>,
@@ -96,7 +100,49 @@ impl Repository<Indexed> {
             }
         }
         let _ = missing_packs;
-        let unindexed: Vec<&Id> = packs.keys().filter(|p| !by_pack.contains_key(*p)).collect();
+        // Packs pending deletion: out of the index, kept on storage until a later prune deletes
+        // them. Normal, not damage.
+        let pending: HashMap<Id, i64> = self
+            .pending_packs()
+            .iter()
+            .map(|p| (p.pack.id, p.marked))
+            .collect();
+        let (mut stored_pending, mut pending_bytes, mut gone, mut reused) = (0, 0u64, 0, 0);
+        let mut oldest_mark = i64::MAX;
+        for (id, marked) in &pending {
+            match packs.get(id) {
+                None => gone += 1,
+                Some(_) if by_pack.contains_key(id) => reused += 1,
+                Some(size) => {
+                    stored_pending += 1;
+                    pending_bytes += size;
+                    oldest_mark = oldest_mark.min(*marked);
+                }
+            }
+        }
+        r.pending_packs = stored_pending;
+        if stored_pending > 0 {
+            let since = chrono::DateTime::from_timestamp(oldest_mark, 0)
+                .map(|t| t.format("%Y-%m-%d %H:%M:%S UTC").to_string())
+                .unwrap_or_else(|| oldest_mark.to_string());
+            r.notes.push(format!(
+                "{stored_pending} pack(s) ({pending_bytes} bytes) are pending deletion (marked by prune since {since}); a prune deletes them once its grace period has passed"
+            ));
+        }
+        if gone > 0 {
+            r.notes.push(format!(
+                "{gone} pack(s) marked for deletion are already deleted; the next prune forgets them"
+            ));
+        }
+        if reused > 0 {
+            r.notes.push(format!(
+                "{reused} pack(s) marked for deletion are in the index again; prune keeps them"
+            ));
+        }
+        let unindexed: Vec<&Id> = packs
+            .keys()
+            .filter(|p| !by_pack.contains_key(*p) && !pending.contains_key(*p))
+            .collect();
         if !unindexed.is_empty() {
             r.notes.push(format!(
                 "{} pack(s) are not in the index (left by an interrupted backup); they are harmless and a later prune removes them",
@@ -158,7 +204,11 @@ impl Repository<Indexed> {
         r.errors.extend(tree_errors);
         // 3. The data itself.
         if opts.read_data {
-            let mut chosen: Vec<(&Id, &u64)> = packs.iter().collect();
+            // Pending packs hold nothing the index or a snapshot uses: not read.
+            let mut chosen: Vec<(&Id, &u64)> = packs
+                .iter()
+                .filter(|(id, _)| by_pack.contains_key(*id) || !pending.contains_key(*id))
+                .collect();
             chosen.sort();
             if let Some(f) = opts.subset {
                 let n = ((chosen.len() as f64) * f).ceil() as usize;

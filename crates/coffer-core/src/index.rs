@@ -4,7 +4,9 @@
 //!
 //! Index file plaintext (then compressed and sealed, see `docs/format.md`):
 //! `"CFIDX001" | n_supersedes(u32) | ids... | n_packs(u32) | per pack: id(32) salt(32)
-//! n_blobs(u32) then per blob: type(1) id(32) offset(u32) length(u32) ulen(u32)`.
+//! n_blobs(u32) then per blob: type(1) id(32) offset(u32) length(u32) ulen(u32)`. A file that
+//! also lists packs pending deletion (written by prune) starts with `"CFIDX002"` and ends with
+//! `n_pending(u32) | per pending pack: marked(i64) then the pack as above`.
 
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -12,6 +14,8 @@ use crate::pack::{BlobType, PackEntry};
 use std::collections::HashMap;
 
 const INDEX_MAGIC: &[u8; 8] = b"CFIDX001";
+/// Magic of an index file that ends with a list of packs pending deletion.
+const INDEX_MAGIC_PENDING: &[u8; 8] = b"CFIDX002";
 
 /// A pack as the index knows it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -24,6 +28,17 @@ pub struct PackRecord {
     pub entries: Vec<PackEntry>,
 }
 
+/// A pack that prune took out of the index and will delete once its grace period has passed
+/// (see `crate::prune`). Its blobs are not in the index: nothing new may come to depend on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PendingPack {
+    /// When prune marked it, in seconds since the Unix epoch (UTC).
+    pub marked: i64,
+    /// The pack as it was indexed (empty `entries` and a zero salt for a pack that was never
+    /// indexed and whose trailer could not be read).
+    pub pack: PackRecord,
+}
+
 /// The content of one index file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexFile {
@@ -31,6 +46,8 @@ pub struct IndexFile {
     pub supersedes: Vec<Id>,
     /// The packs it describes.
     pub packs: Vec<PackRecord>,
+    /// Packs pending deletion (written by prune; empty in every other index file).
+    pub pending: Vec<PendingPack>,
 }
 
 struct Reader<'a>(&'a [u8]);
@@ -49,66 +66,103 @@ impl Reader<'_> {
     fn id(&mut self) -> Result<Id> {
         Ok(Id(self.take(32)?.try_into().unwrap()))
     }
+    fn pack(&mut self) -> Result<PackRecord> {
+        let id = self.id()?;
+        let salt: [u8; 32] = self.take(32)?.try_into().unwrap();
+        let nb = self.u32()? as usize;
+        let mut entries = Vec::with_capacity(nb.min(1 << 16));
+        for _ in 0..nb {
+            let blob_type = BlobType::from_u8(self.take(1)?[0])?;
+            let bid = self.id()?;
+            let (offset, length, ulen) = (self.u32()?, self.u32()?, self.u32()?);
+            entries.push(PackEntry {
+                blob_type,
+                id: bid,
+                offset,
+                length,
+                ulen,
+            });
+        }
+        Ok(PackRecord { id, salt, entries })
+    }
+}
+
+fn encode_pack(v: &mut Vec<u8>, p: &PackRecord) {
+    v.extend_from_slice(&p.id.0);
+    v.extend_from_slice(&p.salt);
+    v.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
+    for e in &p.entries {
+        v.push(e.blob_type as u8);
+        v.extend_from_slice(&e.id.0);
+        v.extend_from_slice(&e.offset.to_le_bytes());
+        v.extend_from_slice(&e.length.to_le_bytes());
+        v.extend_from_slice(&e.ulen.to_le_bytes());
+    }
 }
 
 impl IndexFile {
-    /// Serializes to the binary plaintext form.
+    /// Serializes to the binary plaintext form: `CFIDX001` when no pack is pending deletion (so
+    /// files written by backups are unchanged), else `CFIDX002` with the pending list at the end.
     pub fn encode(&self) -> Vec<u8> {
         let mut v = Vec::new();
-        v.extend_from_slice(INDEX_MAGIC);
+        v.extend_from_slice(if self.pending.is_empty() {
+            INDEX_MAGIC
+        } else {
+            INDEX_MAGIC_PENDING
+        });
         v.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for s in &self.supersedes {
             v.extend_from_slice(&s.0);
         }
         v.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
-            v.extend_from_slice(&p.id.0);
-            v.extend_from_slice(&p.salt);
-            v.extend_from_slice(&(p.entries.len() as u32).to_le_bytes());
-            for e in &p.entries {
-                v.push(e.blob_type as u8);
-                v.extend_from_slice(&e.id.0);
-                v.extend_from_slice(&e.offset.to_le_bytes());
-                v.extend_from_slice(&e.length.to_le_bytes());
-                v.extend_from_slice(&e.ulen.to_le_bytes());
+            encode_pack(&mut v, p);
+        }
+        if !self.pending.is_empty() {
+            v.extend_from_slice(&(self.pending.len() as u32).to_le_bytes());
+            for p in &self.pending {
+                v.extend_from_slice(&p.marked.to_le_bytes());
+                encode_pack(&mut v, &p.pack);
             }
         }
         v
     }
 
-    /// Parses the binary plaintext form.
+    /// Parses the binary plaintext form (`CFIDX001` or `CFIDX002`).
     pub fn decode(data: &[u8]) -> Result<IndexFile> {
         let mut r = Reader(data);
-        if r.take(8)? != INDEX_MAGIC {
-            return Err(Error::corrupt("index file has no CFIDX001 magic"));
-        }
+        let magic = r.take(8)?;
+        let with_pending = match magic {
+            m if m == INDEX_MAGIC => false,
+            m if m == INDEX_MAGIC_PENDING => true,
+            _ => return Err(Error::corrupt("index file has no CFIDX001/CFIDX002 magic")),
+        };
         let ns = r.u32()? as usize;
         let supersedes = (0..ns).map(|_| r.id()).collect::<Result<Vec<_>>>()?;
         let np = r.u32()? as usize;
         let mut packs = Vec::with_capacity(np.min(1 << 16));
         for _ in 0..np {
-            let id = r.id()?;
-            let salt: [u8; 32] = r.take(32)?.try_into().unwrap();
-            let nb = r.u32()? as usize;
-            let mut entries = Vec::with_capacity(nb.min(1 << 16));
-            for _ in 0..nb {
-                let blob_type = BlobType::from_u8(r.take(1)?[0])?;
-                let bid = r.id()?;
-                let (offset, length, ulen) = (r.u32()?, r.u32()?, r.u32()?);
-                entries.push(PackEntry {
-                    blob_type,
-                    id: bid,
-                    offset,
-                    length,
-                    ulen,
+            packs.push(r.pack()?);
+        }
+        let mut pending = Vec::new();
+        if with_pending {
+            let n = r.u32()? as usize;
+            for _ in 0..n {
+                let marked = i64::from_le_bytes(r.take(8)?.try_into().unwrap());
+                pending.push(PendingPack {
+                    marked,
+                    pack: r.pack()?,
                 });
             }
-            packs.push(PackRecord { id, salt, entries });
         }
         if !r.0.is_empty() {
             return Err(Error::corrupt("index file has trailing bytes"));
         }
-        Ok(IndexFile { supersedes, packs })
+        Ok(IndexFile {
+            supersedes,
+            packs,
+            pending,
+        })
     }
 }
 
@@ -297,10 +351,51 @@ mod tests {
                 salt: [2; 32],
                 entries: vec![entry(1), entry(2)],
             }],
+            pending: vec![],
         };
+        assert_eq!(&f.encode()[..8], b"CFIDX001");
         assert_eq!(IndexFile::decode(&f.encode()).unwrap(), f);
         let mut bad = f.encode();
         bad.pop();
+        assert!(IndexFile::decode(&bad).is_err());
+    }
+
+    #[test]
+    fn file_with_pending_packs_round_trips() {
+        let f = IndexFile {
+            supersedes: vec![Id([7; 32]), Id([8; 32])],
+            packs: vec![PackRecord {
+                id: Id([1; 32]),
+                salt: [2; 32],
+                entries: vec![entry(1)],
+            }],
+            pending: vec![
+                PendingPack {
+                    marked: 1_790_000_000,
+                    pack: PackRecord {
+                        id: Id([3; 32]),
+                        salt: [4; 32],
+                        entries: vec![entry(3), entry(4)],
+                    },
+                },
+                PendingPack {
+                    marked: -5,
+                    pack: PackRecord {
+                        id: Id([5; 32]),
+                        salt: [0; 32],
+                        entries: vec![],
+                    },
+                },
+            ],
+        };
+        let enc = f.encode();
+        assert_eq!(&enc[..8], b"CFIDX002");
+        assert_eq!(IndexFile::decode(&enc).unwrap(), f);
+        let mut bad = enc.clone();
+        bad.truncate(enc.len() - 3);
+        assert!(IndexFile::decode(&bad).is_err());
+        let mut bad = enc;
+        bad.push(0);
         assert!(IndexFile::decode(&bad).is_err());
     }
 

@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod lock;
 pub mod memory;
 pub mod pack;
+pub mod prune;
 pub mod read;
 pub mod repository;
 pub mod retention;

@@ -9,7 +9,7 @@ use crate::config::{RepoConfig, FORMAT_VERSION};
 use crate::crypto::{open_object, seal_object, Encryption, MasterKey};
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
-use crate::index::{Index, IndexFile};
+use crate::index::{Index, IndexFile, PendingPack};
 use crate::keyfile::{KdfParams, KeyFile};
 use crate::snapshot::Snapshot;
 use bytes::Bytes;
@@ -29,6 +29,8 @@ pub struct Indexed {
     pub(crate) keys: Arc<Keyring>,
     pub(crate) index: Arc<RwLock<Index>>,
     pub(crate) index_files: Vec<Id>,
+    /// Packs pending deletion, as listed by the index files in use (see `crate::prune`).
+    pub(crate) pending: Vec<PendingPack>,
 }
 
 /// What an opened repository knows: backend, master key, settings.
@@ -450,11 +452,26 @@ impl<S: Opened> Repository<S> {
 
 use futures::StreamExt;
 
+/// Reads, authenticates and decodes one index file.
+pub(crate) async fn read_index_file(keys: &Keyring, id: &Id) -> Result<IndexFile> {
+    let data = keys.backend.read(FileType::Index, id).await?;
+    if Id::sha256(&data) != *id {
+        return Err(Error::corrupt(format!(
+            "index file {} does not match its name (damaged)",
+            id.to_hex()
+        )));
+    }
+    let plain = keys.open(FileType::Index, id, &data)?;
+    IndexFile::decode(&plain).map_err(|e| e.context(format!("index {}", id.short())))
+}
+
 /// Reads and merges every index file, each added as soon as it is read (peak memory: the index
 /// plus the files in flight). Entries of superseded files are contained in the files that
-/// supersede them, so merging them too is harmless; they are only left out of the list of files
-/// in use.
-pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
+/// supersede them, or belong to packs a prune moved to its pending list (which stay stored
+/// until every superseded file is gone), so merging them too is harmless; they are only left out
+/// of the list of files in use. Packs pending deletion are never added to the index; those
+/// listed by the files in use are returned.
+pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>, Vec<PendingPack>)> {
     let ids: Vec<Id> = keys
         .backend
         .list(FileType::Index)
@@ -462,23 +479,15 @@ pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
         .into_iter()
         .map(|(i, _)| i)
         .collect();
-    let mut files = futures::stream::iter(ids.iter().map(|id| async move {
-        let data = keys.backend.read(FileType::Index, id).await?;
-        if Id::sha256(&data) != *id {
-            return Err(Error::corrupt(format!(
-                "index file {} does not match its name (damaged)",
-                id.to_hex()
-            )));
-        }
-        let plain = keys.open(FileType::Index, id, &data)?;
-        IndexFile::decode(&plain)
-            .map(|f| (*id, f))
-            .map_err(|e| e.context(format!("index {}", id.short())))
-    }))
+    let mut files = futures::stream::iter(
+        ids.iter()
+            .map(|id| async move { read_index_file(keys, id).await.map(|f| (*id, f)) }),
+    )
     .buffer_unordered(8);
     let mut index = Index::new();
     let mut superseded = std::collections::HashSet::new();
     let mut seen = Vec::new();
+    let mut pending: Vec<(Id, Vec<PendingPack>)> = Vec::new();
     while let Some(f) = files.next().await {
         let (id, f) = f?;
         for p in &f.packs {
@@ -486,26 +495,35 @@ pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>)> {
         }
         superseded.extend(f.supersedes.iter().copied());
         seen.push(id);
+        if !f.pending.is_empty() {
+            pending.push((id, f.pending));
+        }
     }
     index.compact();
     let used = seen
         .into_iter()
         .filter(|i| !superseded.contains(i))
         .collect();
-    Ok((index, used))
+    let pending = pending
+        .into_iter()
+        .filter(|(i, _)| !superseded.contains(i))
+        .flat_map(|(_, p)| p)
+        .collect();
+    Ok((index, used, pending))
 }
 
 impl Repository<Open> {
     /// Loads the index; the repository can then read and write data.
     pub async fn load_index(self) -> Result<Repository<Indexed>> {
         let keys = self.state.keys;
-        let (index, files) = load_index(&keys).await?;
+        let (index, files, pending) = load_index(&keys).await?;
         Ok(Repository {
             backend: self.backend,
             state: Indexed {
                 keys,
                 index: Arc::new(RwLock::new(index)),
                 index_files: files,
+                pending,
             },
         })
     }
@@ -527,13 +545,20 @@ impl Repository<Indexed> {
         &self.state.index_files
     }
 
+    /// Packs pending deletion (taken out of the index by a prune, deleted by a later one), as
+    /// listed by the index files in use.
+    pub fn pending_packs(&self) -> &[PendingPack] {
+        &self.state.pending
+    }
+
     /// The key ring (for engine modules).
     pub fn keyring(&self) -> &Arc<Keyring> {
         &self.state.keys
     }
 
     /// Merges every index file in use into one (plus more if it is very large) that supersedes
-    /// them, then removes them. Take an exclusive lock first. Returns (files before, after).
+    /// them, then removes them; packs pending deletion stay pending. Take an exclusive lock
+    /// first. Returns (files before, after).
     pub async fn compact_index(&self) -> Result<(usize, usize)> {
         let before = self.state.index_files.clone();
         if before.len() <= 1 {
@@ -562,6 +587,7 @@ impl Repository<Indexed> {
         keys.write_index_file(&IndexFile {
             supersedes: before.clone(),
             packs,
+            pending: self.state.pending.clone(),
         })
         .await?;
         for old in &before {

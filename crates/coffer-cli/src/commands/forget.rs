@@ -1,7 +1,8 @@
 //! `coffer forget`: apply a retention policy (`coffer_core::retention`) to every snapshot of the
 //! repository, print each one as kept or removed with the rules that decided it, and delete the
-//! removed manifests (unless `--dry-run`). Data is freed by a later prune, which is not available
-//! yet; every snapshot restores on its own, so removing any of them never breaks another.
+//! removed manifests (unless `--dry-run`). Data is freed by a prune: with `--prune`, under the same
+//! lock, right after (a dry run then shows what prune would do once the snapshots are gone);
+//! every snapshot restores on its own, so removing any of them never breaks another.
 //!
 //! For `--max-size`, a snapshot's size is its `stats.bytes_added` (what its backup stored anew).
 //! That under-estimates what the kept snapshots hold (data first stored by a removed snapshot and
@@ -102,6 +103,11 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         .map(retention::parse_timezone)
         .transpose()
         .map_err(|e| UsageError(format!("--timezone: {e}")))?;
+    let prune_opts = if a.prune {
+        Some(a.prune_tuning.options(a.dry_run)?)
+    } else {
+        None
+    };
     let repo = ctx.open().await?;
     // A dry run changes nothing, so it does not need to exclude backups running meanwhile.
     let lock = repo
@@ -114,9 +120,44 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
             },
         )
         .await?;
-    let result = forget(ctx, &repo, &policy, tz, a.dry_run).await;
+    let result = match forget(ctx, &repo, &policy, tz, a.dry_run, a.prune).await {
+        Ok(done) => match prune_opts {
+            Some(mut opts) => {
+                // A dry run deleted nothing: prune as if the removed snapshots were gone.
+                opts.ignore_snapshots = done.removed.clone();
+                match repo.load_index().await {
+                    Ok(repo) => crate::commands::prune::prune(&repo, &opts)
+                        .await
+                        .map(|r| (done, Some((r, opts)))),
+                    Err(e) => Err(e.into()),
+                }
+            }
+            None => Ok((done, None)),
+        },
+        Err(e) => Err(e),
+    };
     lock.release().await.ok();
-    result
+    let (done, pruned) = result?;
+    if ctx.global.json {
+        match &pruned {
+            // With --prune, one document holds both.
+            Some((r, opts)) => output::print_json(&serde_json::json!({
+                "snapshots": done.rows,
+                "prune": crate::commands::prune::json(r, opts),
+            })),
+            None => output::print_json(&done.rows),
+        }
+    } else if let (Some((r, opts)), false) = (&pruned, ctx.global.quiet) {
+        println!();
+        crate::commands::prune::print_text(r, opts);
+    }
+    Ok(code::OK)
+}
+
+/// What `forget` decided: the JSON rows, and the snapshots removed (or that would be).
+struct Forgotten {
+    rows: Vec<serde_json::Value>,
+    removed: Vec<coffer_core::Id>,
 }
 
 async fn forget(
@@ -125,7 +166,8 @@ async fn forget(
     policy: &Policy,
     tz: Option<retention::Tz>,
     dry_run: bool,
-) -> Result<u8> {
+    pruning: bool,
+) -> Result<Forgotten> {
     let snaps = repo.list_snapshots().await?;
     let (plan, times) = match tz {
         Some(tz) => decide(policy, &snaps, &tz)?,
@@ -138,8 +180,9 @@ async fn forget(
             eprintln!("coffer: note: {n}");
         }
     }
+    let mut rows = Vec::new();
     if ctx.global.json {
-        let rows: Vec<serde_json::Value> = snaps
+        rows = snaps
             .iter()
             .zip(&plan.decisions)
             .map(|(s, d)| {
@@ -157,13 +200,12 @@ async fn forget(
                 })
             })
             .collect();
-        output::print_json(&rows);
     } else if !ctx.global.quiet {
-        print_text(policy, &zone, &snaps, &plan, &times, dry_run);
+        print_text(policy, &zone, &snaps, &plan, &times, dry_run, pruning);
     }
 
+    let removed = plan.removed();
     if !dry_run {
-        let removed = plan.removed();
         for (n, id) in removed.iter().enumerate() {
             repo.delete_snapshot(id).await.with_context(|| {
                 format!(
@@ -174,7 +216,7 @@ async fn forget(
             })?;
         }
     }
-    Ok(code::OK)
+    Ok(Forgotten { rows, removed })
 }
 
 fn print_text(
@@ -184,6 +226,7 @@ fn print_text(
     plan: &Plan,
     times: &[String],
     dry_run: bool,
+    pruning: bool,
 ) {
     println!("policy: {policy} (time zone: {zone})");
     let mut groups: BTreeMap<String, Vec<usize>> = BTreeMap::new();
@@ -223,7 +266,12 @@ fn print_text(
         println!("\ndry run: would remove {removed} of {total} snapshots");
     } else if removed > 0 {
         println!(
-            "\nremoved {removed} of {total} snapshots; their data stays until a prune frees it"
+            "\nremoved {removed} of {total} snapshots; {}",
+            if pruning {
+                "prune frees their data:"
+            } else {
+                "their data stays until a prune frees it"
+            }
         );
     } else {
         println!("\nremoved no snapshot ({total} kept)");

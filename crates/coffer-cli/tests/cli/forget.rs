@@ -241,9 +241,18 @@ fn bad_values_are_usage_errors() {
             .assert_one_line_error()
             .assert_mentions(needle);
     }
-    // Prune is not part of forget yet: the flag does not exist rather than being ignored.
-    env.run(["forget", "--keep-last", "1", "--prune"])
+    // Bad prune flags are usage errors too, found before anything is forgotten.
+    env.run(["forget", "--keep-last", "1", "--prune", "--grace", "soon"])
         .assert_code(2);
+    env.run([
+        "forget",
+        "--keep-last",
+        "1",
+        "--prune",
+        "--max-unused",
+        "120%",
+    ])
+    .assert_code(2);
     assert_eq!(env.snapshot_ids(), ids);
 }
 

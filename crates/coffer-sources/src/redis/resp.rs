@@ -1,0 +1,383 @@
+//! A small Redis client speaking RESP2 over TCP: connect, authenticate, send commands (one at a
+//! time or pipelined) and read replies; also the raw reads the replication transfer needs.
+//! Errors name the server (never the password) and what to do.
+
+use crate::database::{source_error, DbUrl};
+use coffer_core::{Error, ErrorKind, Result};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+/// How long connecting may take.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a command's reply may take.
+const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// A reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Reply {
+    /// `+OK`.
+    Status(String),
+    /// `-ERR ...`.
+    Error(String),
+    /// `:42`.
+    Int(i64),
+    /// `$...` (`None`: the null bulk string).
+    Bulk(Option<Vec<u8>>),
+    /// `*...` (`None`: the null array).
+    Array(Option<Vec<Reply>>),
+}
+
+impl Reply {
+    /// The text of a status or bulk reply.
+    pub fn text(&self) -> Option<String> {
+        match self {
+            Reply::Status(s) => Some(s.clone()),
+            Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        }
+    }
+}
+
+/// One connection.
+pub struct Conn {
+    io: BufReader<TcpStream>,
+    out: Vec<u8>,
+    /// `host:port`, for messages.
+    pub addr: String,
+}
+
+/// The host and port a URL names (defaults: 127.0.0.1, 6379).
+pub fn address(url: &DbUrl) -> Result<String> {
+    if url.tls {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{}: TLS (rediss://) is not supported by Coffer's Redis source yet; connect \
+                 with redis:// through a TLS tunnel (stunnel, spiped) on 127.0.0.1",
+                url.redacted()
+            ),
+        ));
+    }
+    if url.socket.is_some() {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "{}: Redis over a unix socket is not supported; use redis://HOST:PORT",
+                url.redacted()
+            ),
+        ));
+    }
+    let host = url.host.as_deref().unwrap_or("127.0.0.1");
+    let port = url.port.unwrap_or(6379);
+    Ok(if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    })
+}
+
+/// The password to use: the URL's (or the password file's, which the CLI puts there), else
+/// `REDISCLI_AUTH`.
+fn password(url: &DbUrl) -> Option<String> {
+    url.password.clone().filter(|p| !p.is_empty()).or_else(|| {
+        std::env::var("REDISCLI_AUTH")
+            .ok()
+            .filter(|p| !p.is_empty())
+    })
+}
+
+impl Conn {
+    /// Connects to the server `url` names and authenticates (URL password, password file or
+    /// `REDISCLI_AUTH`). Fails with a clear message on a refused connection, a wrong or
+    /// missing password.
+    pub async fn connect(url: &DbUrl) -> Result<Conn> {
+        let addr = address(url)?;
+        let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                return Err(source_error(format!(
+                    "cannot connect to Redis at {addr} ({}): {e}; is the server running, and \
+                     are the host and port right?",
+                    url.redacted()
+                )))
+            }
+            Err(_) => {
+                return Err(source_error(format!(
+                    "cannot connect to Redis at {addr} ({}): no answer within {}s",
+                    url.redacted(),
+                    CONNECT_TIMEOUT.as_secs()
+                )))
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let mut c = Conn {
+            io: BufReader::with_capacity(256 * 1024, stream),
+            out: Vec::new(),
+            addr,
+        };
+        if let Some(pw) = password(url) {
+            let mut args: Vec<&[u8]> = vec![b"AUTH"];
+            if let Some(u) = url.user.as_deref().filter(|u| !u.is_empty()) {
+                args.push(u.as_bytes());
+            }
+            args.push(pw.as_bytes());
+            match c.call(&args).await? {
+                Reply::Error(e) if e.contains("without any password configured") => {
+                    tracing::warn!("{}: the server has no password; ignoring it", c.addr);
+                }
+                Reply::Error(e) => {
+                    let who = url.user.as_deref().unwrap_or("default");
+                    let e = e.replace(&pw, "***");
+                    return Err(source_error(format!(
+                        "Redis at {} refused the password for user {who}: {e}; check the \
+                         password (in the URL, --db-password-file or REDISCLI_AUTH)",
+                        c.addr
+                    )));
+                }
+                _ => {}
+            }
+        }
+        match c.call(&[b"PING"]).await? {
+            Reply::Error(e) if e.starts_with("NOAUTH") => Err(source_error(format!(
+                "Redis at {} needs a password: give it in the URL (redis://:PASSWORD@HOST:PORT), \
+                 with --db-password-file FILE or in REDISCLI_AUTH",
+                c.addr
+            ))),
+            Reply::Error(e) => Err(source_error(format!(
+                "Redis at {} answered PING with an error: {e}",
+                c.addr
+            ))),
+            _ => Ok(c),
+        }
+    }
+
+    /// Queues a command (sent by [`Conn::flush`]).
+    pub fn queue(&mut self, args: &[&[u8]]) {
+        self.out
+            .extend_from_slice(format!("*{}\r\n", args.len()).as_bytes());
+        for a in args {
+            self.out
+                .extend_from_slice(format!("${}\r\n", a.len()).as_bytes());
+            self.out.extend_from_slice(a);
+            self.out.extend_from_slice(b"\r\n");
+        }
+    }
+
+    /// Bytes queued and not yet sent.
+    pub fn queued_bytes(&self) -> usize {
+        self.out.len()
+    }
+
+    /// Sends the queued commands.
+    pub async fn flush(&mut self) -> Result<()> {
+        if self.out.is_empty() {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut self.out);
+        let addr = self.addr.clone();
+        self.io
+            .get_mut()
+            .write_all(&out)
+            .await
+            .map_err(|e| lost(&addr, e))?;
+        self.out = out;
+        self.out.clear();
+        Ok(())
+    }
+
+    /// Sends one command and reads its reply (error replies are returned, not raised).
+    pub async fn call(&mut self, args: &[&[u8]]) -> Result<Reply> {
+        self.queue(args);
+        self.flush().await?;
+        self.reply().await
+    }
+
+    /// Like [`Conn::call`], but an error reply is an error naming `what`.
+    pub async fn call_ok(&mut self, what: &str, args: &[&[u8]]) -> Result<Reply> {
+        match self.call(args).await? {
+            Reply::Error(e) => Err(source_error(format!(
+                "Redis at {} refused {what}: {e}",
+                self.addr
+            ))),
+            r => Ok(r),
+        }
+    }
+
+    /// Reads the reply to the oldest queued command.
+    pub async fn reply(&mut self) -> Result<Reply> {
+        let addr = self.addr.clone();
+        let r = tokio::time::timeout(REPLY_TIMEOUT, self.read_reply())
+            .await
+            .map_err(|_| {
+                source_error(format!(
+                    "Redis at {addr} sent no reply within {}s",
+                    REPLY_TIMEOUT.as_secs()
+                ))
+            })??;
+        Ok(r)
+    }
+
+    async fn read_reply(&mut self) -> Result<Reply> {
+        let mut stack: Vec<(Vec<Reply>, usize)> = Vec::new();
+        loop {
+            let line = self.line().await?;
+            let (kind, rest) = line
+                .split_first()
+                .ok_or_else(|| self.protocol("an empty line"))?;
+            let rest = String::from_utf8_lossy(rest).into_owned();
+            let value = match kind {
+                b'+' => Reply::Status(rest),
+                b'-' => Reply::Error(rest),
+                b':' => Reply::Int(rest.parse().map_err(|_| self.protocol(&line_text(&line)))?),
+                b'$' => {
+                    let n: i64 = rest.parse().map_err(|_| self.protocol(&line_text(&line)))?;
+                    if n < 0 {
+                        Reply::Bulk(None)
+                    } else {
+                        let mut b = vec![0u8; n as usize + 2];
+                        let addr = self.addr.clone();
+                        self.io
+                            .read_exact(&mut b)
+                            .await
+                            .map_err(|e| lost(&addr, e))?;
+                        b.truncate(n as usize);
+                        Reply::Bulk(Some(b))
+                    }
+                }
+                b'*' => {
+                    let n: i64 = rest.parse().map_err(|_| self.protocol(&line_text(&line)))?;
+                    if n < 0 {
+                        Reply::Array(None)
+                    } else if n == 0 {
+                        Reply::Array(Some(Vec::new()))
+                    } else {
+                        stack.push((Vec::with_capacity(n as usize), n as usize));
+                        continue;
+                    }
+                }
+                _ => return Err(self.protocol(&line_text(&line))),
+            };
+            let mut value = value;
+            loop {
+                match stack.last_mut() {
+                    None => return Ok(value),
+                    Some((items, want)) => {
+                        items.push(value);
+                        if items.len() < *want {
+                            break;
+                        }
+                        let (items, _) = stack.pop().expect("not empty");
+                        value = Reply::Array(Some(items));
+                    }
+                }
+            }
+        }
+    }
+
+    fn protocol(&self, what: &str) -> Error {
+        source_error(format!(
+            "{} does not speak the Redis protocol as expected (got {what})",
+            self.addr
+        ))
+    }
+
+    /// One line without its `\r\n` (or `\n`).
+    pub async fn line(&mut self) -> Result<Vec<u8>> {
+        let mut line = Vec::new();
+        let addr = self.addr.clone();
+        let n = self
+            .io
+            .read_until(b'\n', &mut line)
+            .await
+            .map_err(|e| lost(&addr, e))?;
+        if n == 0 {
+            return Err(source_error(format!(
+                "Redis at {addr} closed the connection"
+            )));
+        }
+        while matches!(line.last(), Some(b'\n' | b'\r')) {
+            line.pop();
+        }
+        Ok(line)
+    }
+
+    /// Raw bytes (for the RDB transfer): up to `buf.len()`, 0 at the end of the connection.
+    pub async fn read_raw(&mut self, buf: &mut [u8]) -> Result<usize> {
+        let addr = self.addr.clone();
+        self.io.read(buf).await.map_err(|e| lost(&addr, e))
+    }
+}
+
+fn line_text(line: &[u8]) -> String {
+    let mut s = line.escape_ascii().to_string();
+    s.truncate(100);
+    format!("{s:?}")
+}
+
+fn lost(addr: &str, e: std::io::Error) -> Error {
+    source_error(format!("the connection to Redis at {addr} failed: {e}"))
+}
+
+/// Runs `INFO section` and returns its `key:value` fields.
+pub async fn info(c: &mut Conn, section: &str) -> Result<Vec<(String, String)>> {
+    let r = c.call_ok("INFO", &[b"INFO", section.as_bytes()]).await?;
+    let text = r.text().unwrap_or_default();
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect())
+}
+
+/// The keys of each db from `INFO keyspace` (`db3:keys=12,expires=1,...`).
+pub async fn keyspace(c: &mut Conn) -> Result<std::collections::BTreeMap<u32, u64>> {
+    let mut out = std::collections::BTreeMap::new();
+    for (k, v) in info(c, "keyspace").await? {
+        let Some(db) = k.strip_prefix("db").and_then(|d| d.parse::<u32>().ok()) else {
+            continue;
+        };
+        let keys = v
+            .split(',')
+            .find_map(|kv| kv.strip_prefix("keys="))
+            .and_then(|n| n.parse::<u64>().ok())
+            .unwrap_or(0);
+        if keys > 0 {
+            out.insert(db, keys);
+        }
+    }
+    Ok(out)
+}
+
+/// The RDB version a Redis server of version `v` (`7.0.15`) writes and reads.
+pub fn rdb_version_of(v: &str) -> Option<u32> {
+    let mut parts = v.split('.').map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next().flatten().unwrap_or(0);
+    Some(match (major, minor) {
+        (0..=1, _) => return None,
+        (2, 0..=5) => 5,
+        (2, _) => 6,
+        (3, _) => 7,
+        (4, _) => 8,
+        (5 | 6, _) => 9,
+        (7, 0..=1) => 10,
+        (7, 2..=3) => 11,
+        _ => 12,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rdb_version_of;
+
+    #[test]
+    fn rdb_versions() {
+        assert_eq!(rdb_version_of("7.0.15"), Some(10));
+        assert_eq!(rdb_version_of("7.2.4"), Some(11));
+        assert_eq!(rdb_version_of("7.4.1"), Some(12));
+        assert_eq!(rdb_version_of("6.2.14"), Some(9));
+        assert_eq!(rdb_version_of("x"), None);
+    }
+}
