@@ -1028,7 +1028,7 @@ mod tests {
     use crate::check::CheckOptions;
     use crate::keyfile::KdfParams;
     use crate::memory::MemoryBackend;
-    use crate::snapshot::{BackupType, Snapshot, SnapshotStats, SourceInfo};
+    use crate::snapshot::{Snapshot, SourceInfo};
     use crate::tree::{Node, Tree};
     use crate::{Backend, BackupOptions, BackupSession, InitOptions};
 
@@ -1045,31 +1045,12 @@ mod tests {
     }
 
     fn snapshot(tree: Id) -> Snapshot {
-        let now = Utc::now();
-        Snapshot {
-            id: Id::random(),
-            name: None,
-            source: SourceInfo {
-                kind: "test".into(),
-                location: "memory".into(),
-                paths: vec![],
-            },
-            hostname: "h".into(),
-            username: "u".into(),
-            tags: vec![],
-            description: None,
-            backup_type: BackupType::Full,
-            parent: None,
-            time: now,
-            started: now,
-            finished: now,
-            tool_version: "test".into(),
-            tree,
-            stats: SnapshotStats::default(),
-            compression: "zstd:3".into(),
-            encryption: "aes256-gcm".into(),
-            extra: serde_json::Value::Null,
-        }
+        let source = SourceInfo {
+            kind: "test".into(),
+            location: "memory".into(),
+            paths: vec![],
+        };
+        Snapshot::new(source, tree)
     }
 
     /// Stores each content as one file of a one-level tree; returns the root tree id.

@@ -125,3 +125,32 @@ pub struct Snapshot {
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
     pub extra: serde_json::Value,
 }
+
+impl Snapshot {
+    /// A full-backup manifest of `source` with root `tree`, taken now on this host by this user
+    /// with this version of Coffer: a fresh random id, no name, tags or parent, empty
+    /// statistics, the default algorithms' names. Callers set the rest.
+    pub fn new(source: SourceInfo, tree: Id) -> Snapshot {
+        let now = Utc::now();
+        Snapshot {
+            id: Id::random(),
+            name: None,
+            source,
+            hostname: crate::repository::hostname(),
+            username: crate::repository::username(),
+            tags: Vec::new(),
+            description: None,
+            backup_type: BackupType::Full,
+            parent: None,
+            time: now,
+            started: now,
+            finished: now,
+            tool_version: env!("CARGO_PKG_VERSION").to_string(),
+            tree,
+            stats: SnapshotStats::default(),
+            compression: "zstd:3".to_string(),
+            encryption: "aes256-gcm".to_string(),
+            extra: serde_json::Value::Null,
+        }
+    }
+}

@@ -5,7 +5,7 @@ use coffer_core::check::CheckOptions;
 use coffer_core::keyfile::KdfParams;
 use coffer_core::memory::MemoryBackend;
 use coffer_core::pack::BlobType;
-use coffer_core::snapshot::{BackupType, Snapshot, SnapshotStats, SourceInfo};
+use coffer_core::snapshot::{Snapshot, SourceInfo};
 use coffer_core::tree::{Node, NodeKind, Tree};
 use coffer_core::{Backend, BackupOptions, ErrorKind, FileType, Id, InitOptions, Repository};
 use std::sync::Arc;
@@ -34,31 +34,12 @@ fn data(n: usize, seed: u64) -> Vec<u8> {
 }
 
 fn snapshot(tree: Id) -> Snapshot {
-    let now = chrono::Utc::now();
-    Snapshot {
-        id: Id::random(),
-        name: None,
-        source: SourceInfo {
-            kind: "test".into(),
-            location: "memory".into(),
-            paths: vec![],
-        },
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        description: None,
-        backup_type: BackupType::Full,
-        parent: None,
-        time: now,
-        started: now,
-        finished: now,
-        tool_version: "test".into(),
-        tree,
-        stats: SnapshotStats::default(),
-        compression: "zstd:3".into(),
-        encryption: "aes256-gcm".into(),
-        extra: serde_json::Value::Null,
-    }
+    let source = SourceInfo {
+        kind: "test".into(),
+        location: "memory".into(),
+        paths: vec![],
+    };
+    Snapshot::new(source, tree)
 }
 
 /// Stores `content` as one file in a one-entry tree; returns the root tree id.

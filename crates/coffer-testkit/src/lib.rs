@@ -4,6 +4,7 @@
 
 pub mod backend_suite;
 pub mod cli;
+pub mod db_engine;
 pub mod db_suite;
 pub mod mariadb;
 pub mod postgres;

@@ -116,6 +116,22 @@ pub(crate) async fn choose_parent(
     })
 }
 
+/// SIGINT stops reading and keeps what was uploaded (indexed for the next backup); no snapshot
+/// is listed. Abort the returned task when the backup ends.
+pub(crate) fn cancel_on_sigint(
+    session: &Arc<coffer_core::BackupSession>,
+) -> tokio::task::JoinHandle<()> {
+    let s = Arc::downgrade(session);
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            if let Some(s) = s.upgrade() {
+                eprintln!("coffer: interrupted: saving what was uploaded so the next backup reuses it; no snapshot will be listed");
+                s.cancel();
+            }
+        }
+    })
+}
+
 /// Takes the session back once every helper task has let go of it.
 pub(crate) async fn unshare(
     mut s: Arc<coffer_core::BackupSession>,
@@ -202,18 +218,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     let started = Utc::now();
     let clock = Instant::now();
     let session = Arc::new(repo.start_backup(BackupOptions::default()));
-    // SIGINT: stop reading, keep what was uploaded (indexed), list nothing.
-    let on_signal = {
-        let s = Arc::downgrade(&session);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                if let Some(s) = s.upgrade() {
-                    eprintln!("coffer: interrupted: saving what was uploaded so the next backup reuses it; no snapshot will be listed");
-                    s.cancel();
-                }
-            }
-        })
-    };
+    let on_signal = cancel_on_sigint(&session);
     let progress = crate::commands::progress::start(ctx, session.clone());
     let opts = FileBackupOptions {
         paths: paths.clone(),

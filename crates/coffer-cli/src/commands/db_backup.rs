@@ -1,7 +1,7 @@
 //! `coffer backup URL`: a database backup (also the safety backup a restore takes first).
 
 use crate::cli::BackupArgs;
-use crate::commands::backup::{choose_parent, ensure_default, unshare};
+use crate::commands::backup::{cancel_on_sigint, choose_parent, ensure_default, unshare};
 use crate::context::Ctx;
 use crate::output::{self, UsageError};
 use anyhow::{Context as _, Result};
@@ -71,17 +71,7 @@ pub async fn backup_database(
     let started = Utc::now();
     let clock = Instant::now();
     let session = Arc::new(repo.start_backup(BackupOptions::default()));
-    let on_signal = {
-        let s = Arc::downgrade(&session);
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                if let Some(s) = s.upgrade() {
-                    eprintln!("coffer: interrupted: saving what was uploaded so the next backup reuses it; no snapshot will be listed");
-                    s.cancel();
-                }
-            }
-        })
-    };
+    let on_signal = cancel_on_sigint(&session);
     let progress = crate::commands::progress::start(ctx, session.clone());
     let result = database::backup(BackupContext {
         url: url.clone(),

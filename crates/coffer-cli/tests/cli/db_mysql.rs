@@ -5,15 +5,13 @@
 //! and grants, the plain dump loaded by the `mariadb` client, bad input), then the `coffer`
 //! command (the shared database suite, dry run, safety backup, dump, errors).
 
-use coffer_core::keyfile::KdfParams;
 use coffer_core::memory::MemoryBackend;
-use coffer_core::snapshot::{BackupType, Snapshot, SourceInfo};
-use coffer_core::{BackupOptions, ErrorKind, Id, Indexed, InitOptions, Repository};
+use coffer_core::{ErrorKind, Id};
 use coffer_sources::database::{
-    self, BackupContext, DbManifest, DbUrl, DumpRequest, RestoreReport, RestoreRequest, StreamSink,
-    StreamSource,
+    self, DbManifest, DbUrl, DumpRequest, RestoreReport, RestoreRequest,
 };
 use coffer_testkit::cli::{str_field, CofferEnv};
+use coffer_testkit::db_engine::{self, load, new_repo, reopen};
 use coffer_testkit::db_suite::{self, DbFixture};
 use coffer_testkit::mariadb::{
     check_transfers, checksums, MariaDbFixture, MariaDbServer, PASSWORD, USER,
@@ -25,30 +23,6 @@ use std::sync::Arc;
 
 // ---------------------------------------------------------------------------------------------
 // The engine on an in-memory repository.
-
-async fn new_repo() -> Arc<MemoryBackend> {
-    let be = Arc::new(MemoryBackend::new());
-    let opts = InitOptions {
-        kdf: KdfParams {
-            m_cost: 64,
-            t_cost: 1,
-            p_cost: 1,
-        },
-        ..Default::default()
-    };
-    Repository::new(be.clone()).init(b"pw", opts).await.unwrap();
-    be
-}
-
-async fn reopen(be: &Arc<MemoryBackend>) -> Repository<Indexed> {
-    Repository::new(be.clone())
-        .open(b"pw")
-        .await
-        .unwrap()
-        .load_index()
-        .await
-        .unwrap()
-}
 
 /// The URL of `db` with the password in it (the engine tests do not rely on MYSQL_PWD).
 fn url(server: &MariaDbServer, db: &str) -> DbUrl {
@@ -66,61 +40,7 @@ async fn backup(
     url: DbUrl,
     jobs: usize,
 ) -> coffer_core::Result<(Id, DbManifest)> {
-    let repo = reopen(be).await;
-    let session = Arc::new(repo.start_backup(BackupOptions::default()));
-    let location = url.redacted();
-    let ctx = BackupContext {
-        url,
-        sink: StreamSink::new(session.clone()),
-        jobs,
-        all_databases: false,
-    };
-    let r = database::backup(ctx).await;
-    let session = Arc::try_unwrap(session)
-        .ok()
-        .expect("the engine keeps no reference to the session");
-    let (root, manifest, stats) = match r {
-        Ok(x) => x,
-        Err(e) => {
-            session.abort().await.unwrap();
-            return Err(e);
-        }
-    };
-    let now = chrono::Utc::now();
-    let snap = Snapshot {
-        id: Id::random(),
-        name: None,
-        source: SourceInfo {
-            kind: "mysql".into(),
-            location,
-            paths: vec![],
-        },
-        hostname: "h".into(),
-        username: "u".into(),
-        tags: vec![],
-        description: None,
-        backup_type: BackupType::Full,
-        parent: None,
-        time: now,
-        started: now,
-        finished: now,
-        tool_version: "test".into(),
-        tree: root,
-        stats,
-        compression: "zstd:3".into(),
-        encryption: "aes256-gcm".into(),
-        extra: serde_json::to_value(&manifest).unwrap(),
-    };
-    let snap = session.finish(snap).await?;
-    Ok((snap.id, manifest))
-}
-
-async fn load(be: &Arc<MemoryBackend>, id: Id) -> (DbManifest, StreamSource) {
-    let repo = reopen(be).await;
-    let snap = repo.load_snapshot(id).await.unwrap();
-    let m = DbManifest::from_snapshot(&snap).unwrap();
-    let src = StreamSource::load(&repo, &snap).await.unwrap();
-    (m, src)
+    db_engine::backup(be, url, jobs, false).await
 }
 
 fn request(target: DbUrl) -> RestoreRequest {
