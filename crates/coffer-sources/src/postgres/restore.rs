@@ -400,9 +400,10 @@ impl DbRestore<'_> {
         } else {
             format!("{created_note}has its tables (without indexes, constraints and triggers)")
         };
-        // 2. Data.
+        // 2. Data. `copied`: the rows each COPY inserted, by table oid.
+        let mut copied = HashMap::new();
         if !self.req.schema_only {
-            self.load_data(&tables).await.map_err(|(e, loaded)| {
+            copied = self.load_data(&tables).await.map_err(|(e, loaded)| {
                 e.context(format!(
                     "{schema_state}; tables loaded before the failure: {}",
                     if loaded.is_empty() {
@@ -461,12 +462,22 @@ impl DbRestore<'_> {
             if self.req.schema_only {
                 continue;
             }
-            let only = if t.kind == "table" { "ONLY " } else { "" };
-            let n: i64 = client
-                .query_one(&format!("SELECT count(*) FROM {only}{}", t.sql_name()), &[])
-                .await
-                .map_err(|e| query_error(format!("counting the rows of {}", t.display()), e))?
-                .get(0);
+            // A table this restore created and loaded holds exactly the rows its COPY
+            // inserted (the server's own count, no second scan of the data); a data-only
+            // restore into existing tables counts them.
+            let n: i64 = match copied.get(&t.oid) {
+                Some(&rows) if !self.req.data_only => rows as i64,
+                _ => {
+                    let only = if t.kind == "table" { "ONLY " } else { "" };
+                    client
+                        .query_one(&format!("SELECT count(*) FROM {only}{}", t.sql_name()), &[])
+                        .await
+                        .map_err(|e| {
+                            query_error(format!("counting the rows of {}", t.display()), e)
+                        })?
+                        .get(0)
+                }
+            };
             self.report.counts.push(CountCheck {
                 object: format!("{}{}", self.label, t.display()),
                 expected: t.rows,
@@ -650,7 +661,7 @@ impl DbRestore<'_> {
     async fn load_data(
         &self,
         tables: &[&PgTable],
-    ) -> std::result::Result<(), (Error, Vec<String>)> {
+    ) -> std::result::Result<HashMap<u32, u64>, (Error, Vec<String>)> {
         let mut order: Vec<&PgTable> = tables
             .iter()
             .copied()
@@ -660,6 +671,7 @@ impl DbRestore<'_> {
         let jobs = self.req.jobs.max(1).min(order.len().max(1));
         let queue = Mutex::new(VecDeque::from(order));
         let loaded = Mutex::new(Vec::new());
+        let copied = Mutex::new(HashMap::new());
         let warned = Mutex::new(false);
         let worker = || async {
             let client = self.conn.connect().await?;
@@ -683,16 +695,18 @@ impl DbRestore<'_> {
             loop {
                 let next = queue.lock().unwrap().pop_front();
                 let Some(t) = next else { break };
-                copy_in(&client, self.src, t)
+                let rows = copy_in(&client, self.src, t)
                     .await
                     .map_err(|e| e.context(format!("table {} data failed", t.display())))?;
                 loaded.lock().unwrap().push(t.display());
+                copied.lock().unwrap().insert(t.oid, rows);
             }
             Ok::<(), Error>(())
         };
         let r = futures::future::try_join_all((0..jobs).map(|_| worker())).await;
         let loaded = loaded.into_inner().unwrap();
-        r.map(|_| ()).map_err(|e| (e, loaded))
+        r.map(|_| copied.into_inner().unwrap())
+            .map_err(|e| (e, loaded))
     }
 
     async fn sequences(&self, client: &Client, tables: &[&PgTable], full: bool) -> Result<()> {
@@ -792,8 +806,8 @@ impl DbRestore<'_> {
     }
 }
 
-/// COPY FROM STDIN of one table's stream.
-async fn copy_in(client: &Client, src: &StreamSource, t: &PgTable) -> Result<()> {
+/// COPY FROM STDIN of one table's stream; returns the rows the server inserted.
+async fn copy_in(client: &Client, src: &StreamSource, t: &PgTable) -> Result<u64> {
     let path = t.stream.as_deref().expect("tables with data have streams");
     let sql = format!("COPY {}{} FROM STDIN", t.sql_name(), t.column_list());
     let sink = client
@@ -808,10 +822,7 @@ async fn copy_in(client: &Client, src: &StreamSource, t: &PgTable) -> Result<()>
             .await
             .map_err(|e| query_error("COPY FROM", e))?;
     }
-    sink.finish()
-        .await
-        .map_err(|e| query_error("COPY FROM", e))?;
-    Ok(())
+    sink.finish().await.map_err(|e| query_error("COPY FROM", e))
 }
 
 /// Picks the archive entries of `tables` (with their indexes, constraints, triggers, owned
