@@ -10,7 +10,9 @@
 //! Tables of non-transactional engines (MyISAM, Aria) are read like the others but are not
 //! isolated by the snapshot; the manifest's details list them.
 
-use super::conn::{dump_tool, query_error, run_all, server_code, tool_version, Server};
+use super::conn::{
+    check_tool_not_older, dump_tool, query_error, run_all, server_code, tool_version, Server,
+};
 use super::sql::{ident, lit, push_value, render_for, row_hash, Sections, DATA_HEADER};
 use super::{layout, users};
 use crate::database::{
@@ -86,6 +88,7 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
 
     // The schema of each database, before the data snapshot.
     let tool = dump_tool()?;
+    check_tool_not_older(&tool, &tool_version(&tool), &version)?;
     let mut schemas = Vec::with_capacity(databases.len());
     for db in &databases {
         let text = run_dump(

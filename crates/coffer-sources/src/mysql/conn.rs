@@ -269,6 +269,52 @@ pub fn client_tool() -> Result<PathBuf> {
     find_tool(&["mariadb", "mysql"])
 }
 
+/// The (major, minor) of a MariaDB or MySQL version string, and whether it is MariaDB:
+/// `10.11.6-MariaDB-0+deb12u1` gives ((10, 11), true); a tool's `--version` line
+/// (`mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, ...`, `mysqldump  Ver 8.0.36 for Linux`)
+/// gives the server release it ships with.
+pub fn release_of(version: &str) -> Option<((u32, u32), bool)> {
+    let mariadb = version.contains("MariaDB");
+    let text = match version.split_once("Distrib ") {
+        Some((_, rest)) => rest,
+        None => match version.split_once(" Ver ") {
+            Some((_, rest)) => rest.trim_start(),
+            None => version,
+        },
+    };
+    let mut parts = text
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|p| !p.is_empty())
+        .map(|p| p.parse::<u32>().ok());
+    let major = parts.next()??;
+    let minor = parts.next()??;
+    Some(((major, minor), mariadb))
+}
+
+/// Refuses a dump tool older than the server of the same family (an old `mysqldump` can miss
+/// or mangle newer objects); across families, or when a version cannot be read, it goes ahead.
+pub fn check_tool_not_older(tool: &Path, tool_version: &str, server_version: &str) -> Result<()> {
+    let (Some((t, t_maria)), Some((s, s_maria))) =
+        (release_of(tool_version), release_of(server_version))
+    else {
+        return Ok(());
+    };
+    if t_maria == s_maria && t < s {
+        return Err(Error::new(
+            ErrorKind::Source,
+            format!(
+                "{} is version {}.{}, older than the server ({server_version}): install the client tools of version {}.{} or newer ({TOOLS_HINT})",
+                tool.display(),
+                t.0,
+                t.1,
+                s.0,
+                s.1
+            ),
+        ));
+    }
+    Ok(())
+}
+
 /// The first line of `tool --version`.
 pub fn tool_version(tool: &Path) -> String {
     Command::new(tool)
@@ -283,6 +329,31 @@ pub fn tool_version(tool: &Path) -> String {
 mod tests {
     use super::*;
     use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn dump_tools_older_than_the_server_are_refused() {
+        let maria =
+            "mariadb-dump  Ver 10.19 Distrib 10.11.19-MariaDB, for debian-linux-gnu (x86_64)";
+        assert_eq!(release_of(maria), Some(((10, 11), true)));
+        assert_eq!(
+            release_of("10.11.6-MariaDB-0+deb12u1"),
+            Some(((10, 11), true))
+        );
+        assert_eq!(
+            release_of("mysqldump  Ver 8.0.36 for Linux on x86_64 (MySQL Community Server - GPL)"),
+            Some(((8, 0), false))
+        );
+        assert_eq!(release_of("8.4.2"), Some(((8, 4), false)));
+        let tool = Path::new("/usr/bin/mariadb-dump");
+        assert!(check_tool_not_older(tool, maria, "10.11.6-MariaDB-0+deb12u1").is_ok());
+        assert!(check_tool_not_older(tool, maria, "10.6.18-MariaDB").is_ok());
+        let e = check_tool_not_older(tool, maria, "11.4.2-MariaDB").unwrap_err();
+        assert!(e.to_string().contains("older than the server"), "{e}");
+        let mysql = "mysqldump  Ver 8.0.36 for Linux on x86_64";
+        assert!(check_tool_not_older(Path::new("mysqldump"), mysql, "8.4.2").is_err());
+        // Across families Coffer cannot compare: it goes ahead.
+        assert!(check_tool_not_older(tool, maria, "8.4.2").is_ok());
+    }
 
     #[test]
     fn the_password_goes_to_a_private_file_never_argv() {
