@@ -85,11 +85,13 @@ impl PostgresCatalog {
                 tracing::warn!("catalog connection ended: {e}");
             }
         });
-        // Several daemons may start at once: serialise the schema creation.
+        // Several daemons may start at once: serialise the schema creation. The lock is held
+        // until the creating transaction commits (a session lock released inside the
+        // transaction would let the next daemon miss the uncommitted tables and collide on the
+        // catalog's unique type names).
         client
             .batch_execute(&format!(
-                "SELECT pg_advisory_lock({LOCK_SPACE}, 0); {SCHEMA} \
-                 SELECT pg_advisory_unlock({LOCK_SPACE}, 0);"
+                "BEGIN; SELECT pg_advisory_xact_lock({LOCK_SPACE}, 0); {SCHEMA} COMMIT;"
             ))
             .await?;
         Ok(PostgresCatalog {
