@@ -203,7 +203,14 @@ pub async fn open_at(
 
 /// Applies a filter to snapshots.
 pub fn filter_snapshots(all: Vec<Snapshot>, f: &SnapshotFilter) -> Vec<Snapshot> {
+    // A database URL matches the stored location, which never holds a password; a path
+    // matches its canonical form.
     let source = f.source.as_ref().map(|s| {
+        if coffer_sources::database::is_database_url(s) {
+            if let Ok(url) = coffer_sources::database::DbUrl::parse(s) {
+                return url.redacted();
+            }
+        }
         std::fs::canonicalize(s)
             .map(|p| p.to_string_lossy().into_owned())
             .unwrap_or_else(|_| s.clone())

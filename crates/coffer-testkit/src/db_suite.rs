@@ -102,6 +102,21 @@ pub fn roundtrip(env: &CofferEnv, fx: &dyn DbFixture) -> String {
         .find(|s| s["id"] == id.as_str())
         .unwrap_or_else(|| panic!("snapshot {id} is not listed"));
     let location = snap["source"]["location"].as_str().unwrap_or_default();
+    // `--source URL` finds it, a password in the URL or not.
+    let by_source = coffer(
+        env,
+        fx,
+        &["--json", "snapshots", "--source", &fx.url("suite_src")],
+    )
+    .assert_ok()
+    .json();
+    assert!(
+        by_source
+            .as_array()
+            .is_some_and(|a| a.iter().any(|s| s["id"] == id.as_str())),
+        "snapshots --source {} does not list {id}: {by_source}",
+        coffer_sources::database::DbUrl::redact_str(&fx.url("suite_src"))
+    );
     for secret in fx.wrong_password_url("x").into_iter().chain([fx.url("x")]) {
         if let Some(pw) = password_of(&secret) {
             assert!(
