@@ -68,6 +68,50 @@ pub fn env_with_repo() -> CofferEnv {
     e
 }
 
+/// A backup of a fresh random file, started as a child process and frozen (SIGSTOP) once it
+/// holds its lock, so commands can be tried against a held lock without racing its end.
+pub struct PausedBackup {
+    child: std::process::Child,
+}
+
+impl PausedBackup {
+    /// Starts `coffer backup` of `size` random bytes (seed `seed`) and pauses it under its lock.
+    pub fn start(env: &CofferEnv, size: u64, seed: u64) -> PausedBackup {
+        let src = env.path("paused-src");
+        std::fs::create_dir_all(&src).unwrap();
+        coffer_testkit::tree::write_random_file(&src.join("big.bin"), size, seed);
+        let child = env
+            .cmd(["backup", s(&src)])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let locks = env.repo_path("locks");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0) == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the backup never took its lock"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        // SAFETY: signalling our own child process.
+        assert_eq!(
+            unsafe { libc::kill(child.id() as i32, libc::SIGSTOP) },
+            0,
+            "the backup ended before it could be paused"
+        );
+        PausedBackup { child }
+    }
+
+    /// Resumes the backup and waits for it; returns whether it succeeded.
+    pub fn resume(mut self) -> bool {
+        // SAFETY: signalling our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGCONT) };
+        self.child.wait().unwrap().success()
+    }
+}
+
 /// Write each `(relative path, content)` under `dir` (creating folders), then give every file and
 /// folder an old, distinct mtime so that no file looks "just modified" to a backup.
 pub fn write_files(dir: &Path, files: &[(&str, &[u8])]) {

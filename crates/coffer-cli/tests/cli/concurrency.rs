@@ -54,38 +54,10 @@ fn concurrent_backups_of_different_sources_all_succeed_and_restore() {
 #[test]
 fn an_exclusive_command_is_refused_with_exit_11_while_a_backup_runs() {
     let env = env_with_repo();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    write_random_file(&src.join("big.bin"), 100_000_000, 3);
-    let mut child = env
-        .cmd(["backup", s(&src)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the backup holds its lock.
-    let locks = env.repo_path("locks");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never took its lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    // Freeze the backup while it holds its lock, so the check below cannot race its end.
-    let pid = child.id() as i32;
-    // SAFETY: signalling our own child process.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGSTOP) },
-        0,
-        "the backup ended before it could be paused"
-    );
+    let backup = crate::PausedBackup::start(&env, 100_000_000, 3);
     let r = env.run(["delete", "latest"]);
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
     assert!(
-        child.wait().unwrap().success(),
+        backup.resume(),
         "the paused backup completes after being resumed"
     );
     assert_eq!(r.code(), 11, "delete during a backup: {}", r.stderr);

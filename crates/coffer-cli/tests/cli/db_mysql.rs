@@ -10,7 +10,7 @@ use coffer_core::{ErrorKind, Id};
 use coffer_sources::database::{
     self, DbManifest, DbUrl, DumpRequest, RestoreReport, RestoreRequest,
 };
-use coffer_testkit::cli::{str_field, CofferEnv};
+use coffer_testkit::cli::str_field;
 use coffer_testkit::db_engine::{self, load, new_repo, reopen};
 use coffer_testkit::db_suite::{self, DbFixture};
 use coffer_testkit::mariadb::{
@@ -448,22 +448,16 @@ async fn mysql_bad_sources_give_clear_errors() {
 // ---------------------------------------------------------------------------------------------
 // The `coffer` command.
 
-fn env() -> CofferEnv {
-    let e = CofferEnv::new(env!("CARGO_BIN_EXE_coffer"));
-    e.init();
-    e
-}
-
 #[test]
 fn mysql_shared_suite() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = MariaDbFixture::new();
     db_suite::run_all(&env, &fx);
 }
 
 #[test]
 fn mysql_cli_password_file_dump_and_errors() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = MariaDbFixture::new();
     let server = fx.server();
     let src = fresh(&fx, "cli_src");

@@ -17,12 +17,6 @@ use std::collections::BTreeMap;
 use std::process::Command;
 use std::time::Duration;
 
-fn env() -> CofferEnv {
-    let e = CofferEnv::new(env!("CARGO_BIN_EXE_coffer"));
-    e.init().assert_ok();
-    e
-}
-
 /// Runs coffer with extra environment variables.
 fn run(env: &CofferEnv, vars: &[(&str, &str)], args: &[&str]) -> CmdOutput {
     let mut cmd = env.cmd(args);
@@ -61,14 +55,14 @@ fn manifest_keys(m: &Value) -> BTreeMap<u32, u64> {
 
 #[test]
 fn shared_database_suite() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = RedisFixture::start();
     db_suite::run_all(&env, &fx);
 }
 
 #[test]
 fn whole_server_roundtrip_keeps_every_key_of_every_db() {
-    let env = env();
+    let env = crate::env_with_repo();
     let src = RedisServer::start();
     load_awkward(&src, 0);
     load_awkward(&src, 5);
@@ -151,7 +145,7 @@ fn whole_server_roundtrip_keeps_every_key_of_every_db() {
 
 #[test]
 fn one_db_backup_holds_only_that_db() {
-    let env = env();
+    let env = crate::env_with_repo();
     let src = RedisServer::start();
     load_awkward(&src, 2);
     setup_bank(&src, 4);
@@ -174,7 +168,7 @@ fn one_db_backup_holds_only_that_db() {
 
 #[test]
 fn backups_under_a_running_writer_are_consistent() {
-    let env = env();
+    let env = crate::env_with_repo();
     // The disk-based transfer (`$<len>` form), chosen on the server and with ?sync=disk.
     for (disk_server, param) in [(false, ""), (true, ""), (false, "?sync=disk")] {
         let src = RedisServer::start_with(RedisOptions {
@@ -219,7 +213,7 @@ fn backups_under_a_running_writer_are_consistent() {
 
 #[test]
 fn passwords_from_url_file_and_environment_never_printed() {
-    let env = env();
+    let env = crate::env_with_repo();
     let pw = "pw-Redis-9f8e7d";
     let src = RedisServer::start_with(RedisOptions {
         password: Some(pw.into()),
@@ -277,7 +271,7 @@ fn passwords_from_url_file_and_environment_never_printed() {
 
 #[test]
 fn unreachable_server_and_unsupported_urls_fail_clearly() {
-    let env = env();
+    let env = crate::env_with_repo();
     let port = closed_port();
     run(&env, &[], &["backup", &format!("redis://127.0.0.1:{port}")])
         .assert_failure()
@@ -302,7 +296,7 @@ fn unreachable_server_and_unsupported_urls_fail_clearly() {
 
 #[test]
 fn restore_over_data_needs_clean_and_takes_a_safety_backup() {
-    let env = env();
+    let env = crate::env_with_repo();
     let src = RedisServer::start();
     load_awkward(&src, 0);
     let want = checksums(&src, 0);
@@ -392,7 +386,7 @@ fn restore_over_data_needs_clean_and_takes_a_safety_backup() {
 
 #[test]
 fn dump_is_an_rdb_file_redis_loads() {
-    let env = env();
+    let env = crate::env_with_repo();
     let src = RedisServer::start();
     load_awkward(&src, 0);
     load_awkward(&src, 3);
@@ -453,7 +447,7 @@ fn redis_version() -> String {
 
 #[test]
 fn keys_expired_since_the_backup_are_reported_not_counted_as_lost() {
-    let env = env();
+    let env = crate::env_with_repo();
     let src = RedisServer::start();
     setup_bank(&src, 0);
     src.exec(0, &["SET", "short-lived", "x", "PX", "1500"]);

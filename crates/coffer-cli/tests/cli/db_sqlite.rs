@@ -498,22 +498,16 @@ async fn sqlite_damaged_database_is_stored_with_its_integrity_result() {
 // ---------------------------------------------------------------------------------------------
 // The `coffer` command.
 
-fn env() -> CofferEnv {
-    let e = CofferEnv::new(env!("CARGO_BIN_EXE_coffer"));
-    e.init();
-    e
-}
-
 #[test]
 fn sqlite_shared_suite() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = SqliteFixture::new();
     db_suite::run_all(&env, &fx);
 }
 
 #[test]
 fn sqlite_cli_dry_run_safety_backup_and_dump() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = SqliteFixture::new();
     fx.create_empty("src");
     fx.load_awkward("src");
@@ -614,7 +608,7 @@ fn sqlite_cli_dry_run_safety_backup_and_dump() {
 
 #[test]
 fn sqlite_cli_bad_input() {
-    let env = env();
+    let env = crate::env_with_repo();
     let fx = SqliteFixture::new();
     let missing = db_suite::coffer(&env, &fx, &["backup", &fx.unreachable_url()]).assert_failure();
     assert!(missing.combined().contains("does not exist"), "{missing}");

@@ -5,7 +5,7 @@
 
 use super::{env_with_repo, s, write_files};
 use coffer_testkit::cli::{u64_field, CofferEnv};
-use coffer_testkit::tree::{assert_trees_equal, random_bytes, snapshot_tree, write_random_file};
+use coffer_testkit::tree::{assert_trees_equal, random_bytes, snapshot_tree};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::os::unix::process::ExitStatusExt;
@@ -369,38 +369,12 @@ fn a_kill_with_a_grace_period_leaves_marks_a_later_prune_honours() {
 #[test]
 fn prune_is_refused_with_exit_11_while_a_backup_runs() {
     let env = env_with_repo();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    write_random_file(&src.join("big.bin"), 64_000_000, 8);
-    let mut child = env
-        .cmd(["backup", s(&src)])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let locks = env.repo_path("locks");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-    while std::fs::read_dir(&locks).map(|d| d.count()).unwrap_or(0) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the backup never took its lock"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    }
-    let pid = child.id() as i32;
-    // SAFETY: signalling our own child process.
-    assert_eq!(
-        unsafe { libc::kill(pid, libc::SIGSTOP) },
-        0,
-        "the backup ended before it could be paused"
-    );
+    let backup = crate::PausedBackup::start(&env, 64_000_000, 8);
     let before = objects(&env);
     let r = env.run(["prune", "--grace", "0s"]);
     let f = env.run(["forget", "--keep-last", "1", "--prune"]);
     let during = objects(&env);
-    // SAFETY: as above.
-    unsafe { libc::kill(pid, libc::SIGCONT) };
-    assert!(child.wait().unwrap().success(), "the backup completes");
+    assert!(backup.resume(), "the backup completes");
     assert_eq!(r.code(), 11, "prune during a backup: {r}");
     assert!(r.stderr.contains("locked by `backup`"), "{r}");
     assert_eq!(f.code(), 11, "forget --prune during a backup: {f}");
