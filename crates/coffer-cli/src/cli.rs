@@ -132,6 +132,9 @@ pub enum Command {
     Schedule(crate::commands::schedule::ScheduleCommand),
     /// The last run of each job, and overdue jobs.
     Status(crate::commands::status::StatusArgs),
+    /// The repository's shared settings: its retention policy and its mirrors.
+    #[command(subcommand)]
+    Config(crate::commands::config::ConfigCommand),
 }
 
 /// `init`.
@@ -194,6 +197,9 @@ pub struct BackupArgs {
     /// Set the snapshot's time (RFC 3339, or "YYYY-MM-DD HH:MM:SS" in UTC).
     #[arg(long)]
     pub time: Option<String>,
+    /// Do not copy the new snapshot to the mirrors listed in the repository's settings.
+    #[arg(long)]
+    pub no_mirrors: bool,
 }
 
 /// A snapshot argument plus filters.
@@ -357,9 +363,10 @@ pub struct UnlockArgs {
     pub remove_all: bool,
 }
 
-/// `forget`: a retention policy (see `coffer_core::retention` for the exact rules).
-#[derive(Args, Debug)]
-pub struct ForgetArgs {
+/// A retention policy's flags (see `coffer_core::retention` for the exact rules), shared by
+/// `forget` and `config set-retention`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
     /// Keep the N newest snapshots (-1: all).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub keep_last: Option<i32>,
@@ -416,6 +423,14 @@ pub struct ForgetArgs {
     /// machine's).
     #[arg(long, value_name = "TZ")]
     pub timezone: Option<String>,
+}
+
+/// `forget`: apply a retention policy (the flags, or the repository's stored policy).
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// The policy (none given: the repository's, set by `coffer config set-retention`).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
     /// Only print what would be removed.
     #[arg(long, short = 'n')]
     pub dry_run: bool,

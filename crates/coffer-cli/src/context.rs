@@ -42,6 +42,47 @@ pub fn kdf_params() -> Result<KdfParams> {
 pub struct Ctx {
     /// Global options.
     pub global: Global,
+    /// The config's repository that `--repo NAME` names, if it names one.
+    pub named: Option<coffer_server::config::Repository>,
+}
+
+/// Whether `--repo` holds a bare name (no path separator, scheme or leading dot), which may
+/// name a `[repository.NAME]` of the config file.
+fn is_bare_name(s: &str) -> bool {
+    !s.is_empty() && !s.contains('/') && !s.contains(':') && !s.starts_with('.')
+}
+
+/// Resolves `--repo NAME` through the config file (COFFER_CONFIG, else ./coffer.toml when it
+/// exists), so that `coffer -r offsite snapshots` uses the URL, password file or command, and
+/// storage options of `[repository.offsite]`. A folder of the same name is an ambiguity and
+/// refused; with no config, or a name the config does not define, `--repo` is a path.
+fn named_repository(global: &Global) -> Result<Option<coffer_server::config::Repository>> {
+    let Some(name) = global.repo.as_deref().filter(|r| is_bare_name(r)) else {
+        return Ok(None);
+    };
+    let path = match std::env::var_os("COFFER_CONFIG") {
+        Some(p) => PathBuf::from(p),
+        None if std::path::Path::new("coffer.toml").is_file() => PathBuf::from("coffer.toml"),
+        None => return Ok(None),
+    };
+    let folder = std::path::Path::new(name).exists();
+    let config = match coffer_server::config::Config::load(&path) {
+        Ok(c) => c,
+        Err(_) if folder => return Ok(None),
+        Err(e) => return Err(crate::output::UsageError(e.to_string()).into()),
+    };
+    let Some(repo) = config.repositories.get(name) else {
+        return Ok(None);
+    };
+    if folder {
+        return Err(crate::output::UsageError(format!(
+            "--repo {name} is ambiguous: {} defines a repository {name:?} and ./{name} exists; \
+             write ./{name} for the folder",
+            path.display()
+        ))
+        .into());
+    }
+    Ok(Some(repo.clone()))
 }
 
 fn first_line(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
@@ -60,7 +101,27 @@ pub fn read_password_file(path: &std::path::Path) -> Result<Vec<u8>> {
     first_line(&data, &format!("the password file {}", path.display()))
 }
 
+/// Runs `cmd` with `sh -c` and takes the first line it prints as a password.
+pub fn run_password_command(cmd: &str) -> Result<Vec<u8>> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .context("cannot run the password command")?;
+    if !out.status.success() {
+        bail!("the password command failed ({})", out.status);
+    }
+    first_line(&out.stdout, "the password command")
+}
+
 impl Ctx {
+    /// The context of one command: `--repo NAME` is resolved through the config file.
+    pub fn new(global: Global) -> Result<Ctx> {
+        let named = named_repository(&global)?;
+        Ok(Ctx { global, named })
+    }
+
     /// Whether no repository was named (the embedded default applies).
     pub fn uses_default(&self) -> bool {
         self.global.repo.is_none()
@@ -68,6 +129,9 @@ impl Ctx {
 
     /// The repository URL.
     pub fn repo_url(&self) -> Result<String> {
+        if let Some(n) = &self.named {
+            return Ok(n.url.clone());
+        }
         match &self.global.repo {
             Some(r) => Ok(r.clone()),
             None => Ok(default_repo()?.repo.to_string_lossy().into_owned()),
@@ -84,16 +148,15 @@ impl Ctx {
             return first_line(p.as_bytes(), "COFFER_PASSWORD");
         }
         if let Some(cmd) = &self.global.password_command {
-            let out = std::process::Command::new("sh")
-                .arg("-c")
-                .arg(cmd)
-                .stderr(std::process::Stdio::inherit())
-                .output()
-                .context("cannot run the password command")?;
-            if !out.status.success() {
-                bail!("the password command failed ({})", out.status);
+            return run_password_command(cmd);
+        }
+        if let Some(n) = &self.named {
+            if let Some(f) = &n.password_file {
+                return read_password_file(f);
             }
-            return first_line(&out.stdout, "the password command");
+            if let Some(c) = &n.password_command {
+                return run_password_command(c);
+            }
         }
         if self.uses_default() {
             let d = default_repo()?;
@@ -110,6 +173,11 @@ impl Ctx {
     /// Storage options from `-o KEY=VALUE` and `--connections`.
     pub fn storage_options(&self) -> Result<coffer_storage::StorageOptions> {
         let mut o = coffer_storage::StorageOptions::default();
+        // The config's options for a named repository first; `-o` overrides them.
+        for (k, v) in self.named.iter().flat_map(|n| &n.options) {
+            o.set(k, v)
+                .map_err(|e| crate::output::UsageError(e.to_string()))?;
+        }
         for pair in &self.global.options {
             o.set_pair(pair)
                 .map_err(|e| crate::output::UsageError(e.to_string()))?;

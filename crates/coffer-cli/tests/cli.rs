@@ -47,6 +47,8 @@ mod remote;
 mod roundtrip;
 #[path = "cli/schedule.rs"]
 mod schedule;
+#[path = "cli/settings.rs"]
+mod settings;
 #[path = "cli/snapshots.rs"]
 mod snapshots;
 #[path = "cli/unreadable.rs"]

@@ -24,17 +24,20 @@ pub enum FileType {
     Snapshot,
     /// `locks/<id>`: an encrypted lock.
     Lock,
+    /// `settings/<id>`: the encrypted settings every client shares (retention, mirrors).
+    Settings,
 }
 
 impl FileType {
     /// Every file type, in the order a repository is created.
-    pub const ALL: [FileType; 6] = [
+    pub const ALL: [FileType; 7] = [
         FileType::Config,
         FileType::Key,
         FileType::Pack,
         FileType::Index,
         FileType::Snapshot,
         FileType::Lock,
+        FileType::Settings,
     ];
 
     /// The folder that holds objects of this type (empty for `config`).
@@ -46,6 +49,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshots",
             FileType::Lock => "locks",
+            FileType::Settings => "settings",
         }
     }
 
@@ -58,6 +62,7 @@ impl FileType {
             FileType::Index => "index",
             FileType::Snapshot => "snapshot",
             FileType::Lock => "lock",
+            FileType::Settings => "settings",
         }
     }
 }

@@ -155,6 +155,10 @@ impl Repository<Indexed> {
                 self.index_files().len()
             ));
         }
+        // The shared settings must open: a damaged one would stop `forget` and mirroring.
+        if let Err(e) = self.load_settings().await {
+            r.errors.push(format!("settings: {e}"));
+        }
         // 2. Every snapshot's trees, and every blob they reference.
         let reader = self.blob_reader();
         let snaps = self.list_snapshots().await?;

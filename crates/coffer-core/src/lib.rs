@@ -20,6 +20,7 @@ pub mod prune;
 pub mod read;
 pub mod repository;
 pub mod retention;
+pub mod settings;
 pub mod snapshot;
 pub mod tree;
 pub mod verify;

@@ -281,6 +281,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     };
     lock.release().await.ok();
     let secs = clock.elapsed().as_secs_f64();
+    let mirrored = crate::commands::mirror::after_backup(ctx, &repo, &snapshot, a.no_mirrors).await;
     for w in &res.warnings {
         eprintln!("coffer: warning: {w}");
     }
@@ -305,6 +306,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             "duration_seconds": secs,
             "unreadable": res.unreadable,
             "warnings": res.warnings,
+            "mirrors": mirrored,
         }));
     } else if !ctx.global.quiet {
         println!(
@@ -338,7 +340,10 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             );
         }
     }
-    Ok(if res.unreadable.is_empty() {
+    let mirror_code = crate::commands::mirror::report(ctx, &snapshot, &mirrored);
+    Ok(if mirror_code != code::OK {
+        mirror_code
+    } else if res.unreadable.is_empty() {
         code::OK
     } else {
         code::PARTIAL

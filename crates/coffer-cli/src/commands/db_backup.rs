@@ -153,12 +153,19 @@ pub async fn run(
     let result = backup_database(ctx, &repo, &url, opts).await;
     lock.release().await.ok();
     let (snapshot, manifest, secs) = result?;
-    print_summary(ctx, &snapshot, &manifest, secs);
-    Ok(output::code::OK)
+    let mirrored = crate::commands::mirror::after_backup(ctx, &repo, &snapshot, a.no_mirrors).await;
+    print_summary(ctx, &snapshot, &manifest, secs, &mirrored);
+    Ok(crate::commands::mirror::report(ctx, &snapshot, &mirrored))
 }
 
-/// Prints what a database backup stored.
-pub fn print_summary(ctx: &Ctx, snapshot: &Snapshot, manifest: &DbManifest, secs: f64) {
+/// Prints what a database backup stored (and what its mirrors did).
+pub fn print_summary(
+    ctx: &Ctx,
+    snapshot: &Snapshot,
+    manifest: &DbManifest,
+    secs: f64,
+    mirrors: &[crate::commands::mirror::Outcome],
+) {
     let st = &snapshot.stats;
     let tables: usize = manifest.databases.iter().map(|d| d.tables.len()).sum();
     if ctx.global.json {
@@ -177,6 +184,7 @@ pub fn print_summary(ctx: &Ctx, snapshot: &Snapshot, manifest: &DbManifest, secs
             "blobs_added": st.blobs_added,
             "total_bytes": st.total_bytes,
             "duration_seconds": secs,
+            "mirrors": mirrors,
         }));
         return;
     }

@@ -10,20 +10,20 @@
 //! cap, but never removes more than an exact count of unique bytes would. Computing exact unique
 //! sizes needs every snapshot's trees, which is prune's work.
 
-use crate::cli::ForgetArgs;
+use crate::cli::{ForgetArgs, PolicyArgs};
 use crate::context::Ctx;
 use crate::output::{self, code, UsageError};
 use anyhow::{Context as _, Result};
 use chrono::{TimeZone, Utc};
-use coffer_core::retention::{self, ByteSize, Plan, Policy, SnapshotMeta, Span};
+use coffer_core::retention::{self, ByteSize, GroupBy, Plan, Policy, SnapshotMeta, Span};
 use coffer_core::snapshot::Snapshot;
 use coffer_core::{Open, Repository};
 use std::collections::BTreeMap;
 use std::fmt::Display;
 
-/// Builds the policy from the flags; bad values are usage errors.
-fn policy_from(a: &ForgetArgs) -> Result<Policy> {
-    let usage = |e: coffer_core::Error| UsageError(e.to_string());
+/// Builds the policy from the flags; bad values are usage errors. `None`: no rule was given
+/// (`--group-by` alone is not a rule).
+pub(crate) fn policy_from(a: &PolicyArgs) -> Result<Option<Policy>> {
     let span = |flag: &str, v: &Option<String>| -> Result<Option<Span>> {
         v.as_deref()
             .map(|s| {
@@ -54,25 +54,55 @@ fn policy_from(a: &ForgetArgs) -> Result<Policy> {
             .map(|s| s.parse::<ByteSize>())
             .transpose()
             .map_err(|e| UsageError(format!("--max-size: {e}")))?,
-        group_by: match &a.group_by {
-            Some(g) => g
-                .parse()
-                .map_err(|e| UsageError(format!("--group-by: {e}")))?,
-            None => Default::default(),
-        },
+        group_by: group_by(a)?.unwrap_or_default(),
     };
-    policy.validate().map_err(usage)?;
-    if policy.is_empty() {
+    policy.validate().map_err(|e| UsageError(e.to_string()))?;
+    Ok((!policy.is_empty()).then_some(policy))
+}
+
+fn group_by(a: &PolicyArgs) -> Result<Option<GroupBy>> {
+    a.group_by
+        .as_deref()
+        .map(|g| {
+            g.parse()
+                .map_err(|e| UsageError(format!("--group-by: {e}")).into())
+        })
+        .transpose()
+}
+
+/// The policy and time zone to apply: the flags', or else the repository's stored ones
+/// (`--group-by` and `--timezone` still override); an error when there is neither.
+async fn choose_policy(
+    ctx: &Ctx,
+    repo: &Repository<Open>,
+    a: &PolicyArgs,
+) -> Result<(Policy, Option<String>)> {
+    if let Some(p) = policy_from(a)? {
+        return Ok((p, a.timezone.clone()));
+    }
+    let stored = repo.load_settings().await?;
+    let Some(mut p) = stored.settings.retention else {
         return Err(UsageError(
             "no retention policy given, so nothing would be removed: give at least one of \
              --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, \
              --keep-yearly, --keep-within[-hourly|-daily|-weekly|-monthly|-yearly], --keep-tag, \
-             --max-keep or --max-size"
+             --max-keep or --max-size, or store a policy in the repository with \
+             `coffer config set-retention`"
                 .into(),
         )
         .into());
+    };
+    if let Some(g) = group_by(a)? {
+        p.group_by = g;
     }
-    Ok(policy)
+    if !ctx.global.quiet && !ctx.global.json {
+        eprintln!(
+            "coffer: applying the repository's retention policy (settings #{}; change it with \
+             `coffer config set-retention`)",
+            stored.sequence
+        );
+    }
+    Ok((p, a.timezone.clone().or(stored.settings.timezone)))
 }
 
 /// The plan plus each snapshot's local time, computed in the chosen zone.
@@ -96,19 +126,20 @@ where
 
 /// Runs `forget`.
 pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
-    let policy = policy_from(&a)?;
-    let tz = a
-        .timezone
-        .as_deref()
-        .map(retention::parse_timezone)
-        .transpose()
-        .map_err(|e| UsageError(format!("--timezone: {e}")))?;
+    // Bad flags are usage errors before the repository is opened.
+    policy_from(&a.policy)?;
     let prune_opts = if a.prune {
         Some(a.prune_tuning.options(a.dry_run)?)
     } else {
         None
     };
     let repo = ctx.open().await?;
+    let (policy, tz) = choose_policy(ctx, &repo, &a.policy).await?;
+    let tz = tz
+        .as_deref()
+        .map(retention::parse_timezone)
+        .transpose()
+        .map_err(|e| UsageError(format!("--timezone: {e}")))?;
     // A dry run changes nothing, so it does not need to exclude backups running meanwhile.
     let lock = repo
         .lock(

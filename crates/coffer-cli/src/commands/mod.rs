@@ -2,17 +2,19 @@
 
 mod backup;
 mod check;
+pub mod config;
 mod copy;
 mod db_backup;
 mod db_restore;
 mod delete;
 mod diff;
 mod dump;
-mod forget;
+pub mod forget;
 mod index;
 mod init;
 mod key;
 mod ls;
+pub mod mirror;
 mod progress;
 pub mod prune;
 mod restore;
@@ -31,7 +33,7 @@ use anyhow::Result;
 
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
-    let ctx = Ctx { global: cli.global };
+    let ctx = Ctx::new(cli.global)?;
     match cli.command {
         Command::Init(a) => init::run(&ctx, a).await,
         Command::Backup(a) => backup::run(&ctx, a).await,
@@ -54,5 +56,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Serve(a) => serve::run(&ctx, a).await,
         Command::Schedule(c) => schedule::run(&ctx, c).await,
         Command::Status(a) => status::run(&ctx, a).await,
+        Command::Config(c) => config::run(&ctx, c).await,
     }
 }

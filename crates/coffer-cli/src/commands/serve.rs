@@ -350,11 +350,14 @@ impl ProcessRunner {
         }
 
         // Retention, and prune after it when the job says so.
-        if let Some(policy) = &job.retention {
+        if let Some(retention) = &job.retention {
             let mut args = Self::repo_args(repo);
             args.push("forget".into());
-            args.extend(forget_flags(policy));
-            args.extend(flag("--timezone", job.timezone.name()));
+            // Without flags, forget applies the repository's stored policy and time zone.
+            if let Some(policy) = retention.policy() {
+                args.extend(forget_flags(policy));
+                args.extend(flag("--timezone", job.timezone.name()));
+            }
             let prune = matches!(job.prune, Prune::AfterForget);
             let mut with_prune = args.clone();
             if prune {
@@ -457,9 +460,10 @@ mod tests {
         let mut argv: Vec<OsString> = vec!["coffer".into(), "forget".into()];
         argv.extend(forget_flags(&policy));
         let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
-        let CliCommand::Forget(a) = cli.command else {
+        let CliCommand::Forget(forget) = cli.command else {
             panic!("not forget")
         };
+        let a = forget.policy;
         assert_eq!(a.keep_last, Some(-1));
         assert_eq!((a.keep_daily, a.keep_weekly), (Some(7), Some(4)));
         assert_eq!(a.keep_within.as_deref(), Some("1y2m"));

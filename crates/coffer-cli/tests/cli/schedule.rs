@@ -336,3 +336,38 @@ fn a_broken_config_is_refused_with_file_and_line() {
         .assert_code(2)
         .assert_mentions("missing.toml: cannot read the config");
 }
+
+#[test]
+fn a_job_can_apply_the_retention_policy_stored_in_the_repository() {
+    let env = env_with_repo();
+    let src = env.path("src");
+    write_files(&src, &[("a.txt", b"alpha")]);
+    env.run(["config", "set-retention", "--keep-last", "2"])
+        .assert_ok();
+    let config = write_config(
+        &env,
+        "",
+        &format!(
+            "[[job]]\nname = \"nightly\"\nsource = \"{}\"\nrepository = \"main\"\n\
+             schedule = \"0 2 * * *\"\nretention = \"repository\"\nprune = true\n",
+            s(&src),
+        ),
+    );
+    for n in 0..3 {
+        std::fs::write(src.join("a.txt"), format!("version {n}")).unwrap();
+        env.run(["schedule", "run", "nightly", "--config", s(&config)])
+            .assert_ok();
+    }
+    assert_eq!(
+        env.snapshot_ids().len(),
+        2,
+        "the stored keep-last 2 applied"
+    );
+    // Changing the stored policy changes what the next run keeps, with no config change.
+    env.run(["config", "set-retention", "--keep-last", "1"])
+        .assert_ok();
+    env.run(["schedule", "run", "nightly", "--config", s(&config)])
+        .assert_ok();
+    assert_eq!(env.snapshot_ids().len(), 1);
+    env.run(["check"]).assert_ok();
+}

@@ -1,8 +1,10 @@
 //! Checks the TOML shapes ([`super::raw`]) and builds a [`Config`], collecting every problem
 //! with its line.
 
-use super::raw::{DayOfWeek, OneOrMany, RawConfig, RawJob, RawPrune, RawRepository};
-use super::{BackupType, CatalogLocation, Config, Job, Prune, Repository, Settings, Verify};
+use super::raw::{DayOfWeek, OneOrMany, RawConfig, RawJob, RawPrune, RawRepository, RawRetention};
+use super::{
+    BackupType, CatalogLocation, Config, Job, Prune, Repository, Retention, Settings, Verify,
+};
 use crate::duration;
 use crate::error::{ConfigIssue, Error, Result};
 use crate::schedule::{Friendly, Schedule};
@@ -291,12 +293,21 @@ fn repository(
     })
 }
 
-fn policy_ok(
-    issues: &mut Issues<'_>,
-    p: &Spanned<coffer_core::retention::Policy>,
-    what: &str,
-) -> Option<coffer_core::retention::Policy> {
-    let policy = p.get_ref();
+fn policy_ok(issues: &mut Issues<'_>, p: &Spanned<RawRetention>, what: &str) -> Option<Retention> {
+    let policy = match p.get_ref() {
+        RawRetention::Policy(policy) => policy,
+        RawRetention::Named(n) if n == "repository" => return Some(Retention::Repository),
+        RawRetention::Named(n) => {
+            issues.at(
+                p.span(),
+                format!(
+                    "{what}: {n:?} is not a policy: give a table such as {{ keep_daily = 7 }}, or \
+                     \"repository\" for the policy stored in the repository"
+                ),
+            );
+            return None;
+        }
+    };
     if let Err(e) = policy.validate() {
         issues.at(p.span(), format!("{what}: {e}"));
         return None;
@@ -308,7 +319,7 @@ fn policy_ok(
         );
         return None;
     }
-    Some(policy.clone())
+    Some(Retention::Policy(Box::new(policy.clone())))
 }
 
 fn small_int(issues: &mut Issues<'_>, v: &Option<Spanned<i64>>, key: &str) -> Option<u32> {
@@ -509,7 +520,12 @@ fn job(
         None => repos
             .get(&repository)
             .and_then(|r| r.get_ref().retention.as_ref())
-            .map(|p| p.get_ref().clone()),
+            // The repository's own problems are reported with the repository.
+            .and_then(|p| match p.get_ref() {
+                RawRetention::Policy(p) => Some(Retention::Policy(Box::new(p.clone()))),
+                RawRetention::Named(n) if n == "repository" => Some(Retention::Repository),
+                RawRetention::Named(_) => None,
+            }),
     };
     let prune = match raw.prune.as_ref() {
         None => Prune::Never,

@@ -102,6 +102,26 @@ impl Default for Settings {
     }
 }
 
+/// Which retention policy a job applies after its backup.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Retention {
+    /// This one, from the config (counted in the job's time zone).
+    Policy(Box<Policy>),
+    /// The one stored in the repository (`retention = "repository"`; `coffer config
+    /// set-retention`), with the time zone stored beside it.
+    Repository,
+}
+
+impl Retention {
+    /// The policy given in the config (`None` for the repository's own).
+    pub fn policy(&self) -> Option<&Policy> {
+        match self {
+            Retention::Policy(p) => Some(&**p),
+            Retention::Repository => None,
+        }
+    }
+}
+
 /// A `[repository.NAME]` table.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Repository {
@@ -114,7 +134,7 @@ pub struct Repository {
     /// A command printing its password.
     pub password_command: Option<String>,
     /// The retention policy of jobs that name none.
-    pub retention: Option<Policy>,
+    pub retention: Option<Retention>,
     /// Storage options (`s3.endpoint = "..."`), passed as `-o KEY=VALUE`.
     pub options: BTreeMap<String, String>,
 }
@@ -200,7 +220,7 @@ pub struct Job {
     /// The host name recorded (default: this machine's).
     pub host: Option<String>,
     /// The retention policy applied after each backup (the job's, else its repository's).
-    pub retention: Option<Policy>,
+    pub retention: Option<Retention>,
     /// When prune runs.
     pub prune: Prune,
     /// What is checked after each backup.

@@ -41,7 +41,7 @@ pub(crate) struct RawRepository {
     pub url: Spanned<String>,
     pub password_file: Option<Spanned<String>>,
     pub password_command: Option<Spanned<String>>,
-    pub retention: Option<Spanned<Policy>>,
+    pub retention: Option<Spanned<RawRetention>>,
     #[serde(default)]
     pub options: BTreeMap<String, String>,
 }
@@ -91,11 +91,35 @@ pub(crate) struct RawJob {
     #[serde(default)]
     pub exclude: Vec<String>,
     pub host: Option<String>,
-    pub retention: Option<Spanned<Policy>>,
+    pub retention: Option<Spanned<RawRetention>>,
     pub prune: Option<Spanned<RawPrune>>,
     pub verify: Option<Spanned<String>>,
     pub verify_sample: Option<Spanned<String>>,
     #[serde(default)]
     pub mirrors: Vec<Spanned<String>>,
     pub overdue_margin: Option<Spanned<String>>,
+}
+
+/// A retention policy table, or a string: `"repository"` names the policy stored in the
+/// repository itself (`coffer config set-retention`).
+#[derive(Debug)]
+// Lives only while the file is checked.
+#[allow(clippy::large_enum_variant)]
+pub(crate) enum RawRetention {
+    /// A policy table.
+    Policy(Policy),
+    /// A string (only `"repository"` is valid; build reports anything else).
+    Named(String),
+}
+
+impl<'de> Deserialize<'de> for RawRetention {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        // Through a value, so a policy's own error (an unknown key, a bad span) is kept.
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(RawRetention::Named(s)),
+            other => Policy::deserialize(other)
+                .map(RawRetention::Policy)
+                .map_err(serde::de::Error::custom),
+        }
+    }
 }

@@ -69,7 +69,7 @@ fn the_issue_example_loads() {
     assert_eq!(j.tags, ["nightly"]);
     assert_eq!(j.verify, Verify::Metadata);
     // The job inherits the repository's retention.
-    let p = j.retention.as_ref().unwrap();
+    let p = j.retention.as_ref().unwrap().policy().unwrap();
     assert_eq!(
         (p.keep_daily, p.keep_weekly, p.min_keep),
         (Some(7), Some(4), Some(3))
@@ -298,6 +298,32 @@ fn bad_values_are_reported_with_file_and_line() {
         "catch_up_window",
     );
     assert_problem("catalog = \"mysql://x\"\n", 1, "neither sqlite");
+    assert_problem(
+        &job("schedule = \"@daily\"\nretention = \"repo\"\n"),
+        9,
+        "not a policy",
+    );
+}
+
+#[test]
+fn retention_can_name_the_policy_stored_in_the_repository() {
+    let c = parse(&job(
+        "schedule = \"@daily\"\nretention = \"repository\"\nprune = true\n",
+    ))
+    .unwrap();
+    let j = c.job("j").unwrap();
+    assert_eq!(j.retention, Some(super::Retention::Repository));
+    assert!(matches!(j.prune, Prune::AfterForget));
+    // Set on the repository, every job of it inherits it.
+    let c = parse(
+        "[repository.r]\nurl = \"/r\"\nretention = \"repository\"\n\n[[job]]\nname = \"j\"\n\
+         source = \"/s\"\nrepository = \"r\"\nschedule = \"@daily\"\n",
+    )
+    .unwrap();
+    assert_eq!(
+        c.job("j").unwrap().retention,
+        Some(super::Retention::Repository)
+    );
 }
 
 #[test]
