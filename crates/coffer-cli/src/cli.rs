@@ -57,6 +57,15 @@ pub struct Global {
         env = "COFFER_LIMIT_DOWNLOAD"
     )]
     pub limit_download: Option<u64>,
+    /// On S3 with Object Lock enabled on the bucket: write every object with a retention
+    /// period of this length (e.g. 30d, 12h, 1y), so nobody can delete it before it ends.
+    #[arg(
+        long,
+        global = true,
+        value_name = "DURATION",
+        env = "COFFER_OBJECT_LOCK"
+    )]
+    pub object_lock: Option<String>,
     /// Print one JSON document on stdout.
     #[arg(long, global = true)]
     pub json: bool,
@@ -135,6 +144,8 @@ pub enum Command {
     /// The repository's shared settings: its retention policy and its mirrors.
     #[command(subcommand)]
     Config(crate::commands::config::ConfigCommand),
+    /// S3 Object Lock: extend the retention of every current object to now + --object-lock.
+    ExtendLock(crate::commands::extend_lock::ExtendLockArgs),
 }
 
 /// `init`.

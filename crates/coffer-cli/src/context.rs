@@ -220,6 +220,21 @@ impl Ctx {
                 None => {}
             }
         }
+        // S3 Object Lock: --object-lock (or COFFER_OBJECT_LOCK), else `-o s3.object_lock=`,
+        // checked here so that a bad value is a usage error.
+        let usage =
+            |flag: &str, e: coffer_core::Error| crate::output::UsageError(format!("{flag}: {e}"));
+        if let Some(text) = &self.global.object_lock {
+            o.object_lock =
+                Some(coffer_storage::parse_retention(text).map_err(|e| usage("--object-lock", e))?);
+        }
+        if let Some(text) = o.extra.get("s3.object_lock") {
+            coffer_storage::parse_retention(text).map_err(|e| usage("-o s3.object_lock", e))?;
+        }
+        if let Some(text) = o.extra.get("s3.object_lock_mode") {
+            coffer_storage::LockMode::parse(text)
+                .map_err(|e| usage("-o s3.object_lock_mode", e))?;
+        }
         Ok(o)
     }
 
@@ -240,6 +255,25 @@ impl Ctx {
     /// Opens the repository and loads its index.
     pub async fn open_indexed(&self) -> Result<Repository<Indexed>> {
         Ok(self.open().await?.load_index().await?)
+    }
+
+    /// Opens the repository, takes a lock, and only then loads the index: a prune (which
+    /// holds the exclusive lock) can then neither remove index files while they are read nor
+    /// delete packs this command goes on to rely on. A failed load releases the lock.
+    pub async fn open_locked(
+        &self,
+        exclusive: bool,
+        command: &str,
+    ) -> Result<(Repository<Indexed>, coffer_core::lock::LockGuard)> {
+        let repo = self.open().await?;
+        let lock = repo.lock(exclusive, command).await?;
+        match repo.load_index().await {
+            Ok(repo) => Ok((repo, lock)),
+            Err(e) => {
+                lock.release().await.ok();
+                Err(e.into())
+            }
+        }
     }
 }
 

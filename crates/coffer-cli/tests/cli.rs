@@ -9,6 +9,8 @@ mod concurrency;
 mod copy;
 #[path = "cli/damage.rs"]
 mod damage;
+#[path = "cli/db_faults.rs"]
+mod db_faults;
 #[path = "cli/db_mysql.rs"]
 mod db_mysql;
 #[path = "cli/db_postgres.rs"]
@@ -27,6 +29,8 @@ mod disk_full;
 mod errors;
 #[path = "cli/excludes.rs"]
 mod excludes;
+#[path = "cli/faults.rs"]
+mod faults;
 #[path = "cli/forget.rs"]
 mod forget;
 #[path = "cli/format_fixture.rs"]
@@ -39,6 +43,8 @@ mod keys;
 mod limits;
 #[path = "cli/maintenance.rs"]
 mod maintenance;
+#[path = "cli/object_lock.rs"]
+mod object_lock;
 #[path = "cli/prune.rs"]
 mod prune;
 #[path = "cli/remote.rs"]

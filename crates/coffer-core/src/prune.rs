@@ -578,9 +578,17 @@ impl Repository<Indexed> {
             .filter(|s| !ignore.contains(&s.id))
             .collect();
         r.snapshots = snaps.len();
+        let clock = std::time::Instant::now();
         let mut used = mark(self, &snaps).await?;
         drop(snaps);
         r.blobs_used = used.len() as u64;
+        tracing::info!(
+            "prune: mark: {} snapshots use {} blobs ({:.2}s)",
+            r.snapshots,
+            r.blobs_used,
+            clock.elapsed().as_secs_f64()
+        );
+        let clock = std::time::Instant::now();
 
         // 2. Count, per pack, from the index files in use (in a fixed order, so that the copy of
         //    a blob stored twice that counts as used is the same every time).
@@ -640,6 +648,14 @@ impl Repository<Indexed> {
                 fno += 1;
             }
         }
+
+        tracing::info!(
+            "prune: count: {} index files, {} packs ({:.2}s)",
+            files.len(),
+            packs.len(),
+            clock.elapsed().as_secs_f64()
+        );
+        let clock = std::time::Instant::now();
 
         // 3. Used blobs no index lists. A backup that read an index older than a prune's mark
         //    (its lock had gone stale, or it read index files a crashed prune had superseded
@@ -959,6 +975,13 @@ impl Repository<Indexed> {
             superseded_now.extend(out.supersedes.iter().copied());
             new_files.push(keys.write_index_file(&out).await?);
         }
+        tracing::info!(
+            "prune: decide, repack and write the index: {} packs repacked, {} index files written ({:.2}s)",
+            r.repacked_packs.packs,
+            new_files.len(),
+            clock.elapsed().as_secs_f64()
+        );
+        let clock = std::time::Instant::now();
         r.repacked_blobs = repacker.blobs;
         r.repacked_bytes = repacker.bytes;
         r.new_packs = repacker.new_packs;
@@ -1003,6 +1026,12 @@ impl Repository<Indexed> {
         r.index_files.1 = in_use.len();
         opts.reached(PruneStage::IndexCleaned);
 
+        tracing::info!(
+            "prune: superseded index files removed ({:.2}s)",
+            clock.elapsed().as_secs_f64()
+        );
+        let clock = std::time::Instant::now();
+
         // 6. Phase 2: delete.
         delete.sort();
         delete.dedup();
@@ -1018,6 +1047,11 @@ impl Repository<Indexed> {
                 opts.reached(PruneStage::PackDeleted);
             }
         }
+        tracing::info!(
+            "prune: delete: {} packs ({:.2}s)",
+            delete.len(),
+            clock.elapsed().as_secs_f64()
+        );
         Ok(r)
     }
 }

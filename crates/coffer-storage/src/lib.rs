@@ -34,11 +34,14 @@
 mod cache;
 mod error;
 mod fault;
+mod object_lock;
 mod opendal_backend;
 mod remote;
 mod throttle;
 mod url;
 
+pub use object_lock::{extend_retention, RetentionReport};
+pub use object_lock::{parse_retention, LockMode};
 pub use url::Location;
 
 use coffer_core::{Backend, Error, Result};
@@ -49,6 +52,14 @@ use std::time::Duration;
 /// Every key accepted in [`StorageOptions::extra`], with what it sets. Keys of another scheme
 /// than the repository's are ignored, so one configuration can serve several repositories.
 pub const OPTION_KEYS: &[(&str, &str)] = &[
+    (
+        "storage.timeout",
+        "seconds one storage request (each attempt) may take (default 60)",
+    ),
+    (
+        "storage.retries",
+        "how many times a temporarily failed storage request is retried (default 5; 0: none)",
+    ),
     (
         "s3.endpoint",
         "S3 endpoint URL (default: AWS_ENDPOINT_URL_S3, AWS_ENDPOINT_URL, else AWS)",
@@ -81,6 +92,16 @@ pub const OPTION_KEYS: &[(&str, &str)] = &[
     (
         "s3.anonymous",
         "true: send unsigned requests (public buckets)",
+    ),
+    (
+        "s3.object_lock",
+        "S3 Object Lock: retention period of every object but lock files (30d, 12h, 2w, 1y); \
+         the bucket must have Object Lock enabled (same as --object-lock)",
+    ),
+    (
+        "s3.object_lock_mode",
+        "governance (default: users with s3:BypassGovernanceRetention can still delete) or \
+         compliance (nobody can delete before the retention ends)",
     ),
     (
         "gs.endpoint",
@@ -176,6 +197,9 @@ pub struct StorageOptions {
     /// Where remote repositories keep their local cache of index files and snapshots
     /// (`None`: no cache). Local repositories are never cached.
     pub cache_dir: Option<std::path::PathBuf>,
+    /// S3 Object Lock: write every object with a retention period of this length (`None`: no
+    /// retention headers). Other backends refuse it.
+    pub object_lock: Option<Duration>,
 }
 
 impl Default for StorageOptions {
@@ -194,6 +218,7 @@ impl Default for StorageOptions {
             limit_upload: None,
             limit_download: None,
             cache_dir: None,
+            object_lock: None,
         }
     }
 }
@@ -203,7 +228,34 @@ impl StorageOptions {
     /// [`coffer_core::ErrorKind::InvalidInput`] error naming the known ones.
     pub fn set(&mut self, key: &str, value: impl Into<String>) -> Result<()> {
         check_key(key)?;
-        self.extra.insert(key.to_string(), value.into());
+        let value = value.into();
+        match key {
+            // The transfer settings every backend shares set fields, not service settings.
+            "storage.timeout" => {
+                let secs = value
+                    .trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|s| s.is_finite() && *s > 0.0 && *s < 1e9)
+                    .ok_or_else(|| {
+                        Error::invalid(format!(
+                            "storage.timeout must be a number of seconds above 0, not {value:?}"
+                        ))
+                    })?;
+                self.timeout = Duration::from_secs_f64(secs);
+                self.io_timeout = self.timeout;
+            }
+            "storage.retries" => {
+                self.retries = value.trim().parse().map_err(|_| {
+                    Error::invalid(format!(
+                        "storage.retries must be a whole number, not {value:?}"
+                    ))
+                })?;
+            }
+            _ => {
+                self.extra.insert(key.to_string(), value);
+            }
+        }
         Ok(())
     }
 
@@ -255,6 +307,7 @@ impl std::fmt::Debug for StorageOptions {
             .field("limit_upload", &self.limit_upload)
             .field("limit_download", &self.limit_download)
             .field("cache_dir", &self.cache_dir)
+            .field("object_lock", &self.object_lock)
             .finish()
     }
 }
@@ -282,7 +335,9 @@ pub async fn open(url: &str, opts: &StorageOptions) -> Result<Arc<dyn Backend>> 
     for key in opts.extra.keys() {
         check_key(key)?;
     }
-    let backend: Arc<dyn Backend> = match Location::parse(url)? {
+    let location = Location::parse(url)?;
+    object_lock::require_s3(&location, opts)?;
+    let backend: Arc<dyn Backend> = match location {
         Location::Local(path) => {
             let root = std::path::absolute(&path).map_err(|e| {
                 Error::invalid(format!(
@@ -313,6 +368,21 @@ pub async fn open(url: &str, opts: &StorageOptions) -> Result<Arc<dyn Backend>> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn storage_keys_set_the_shared_transfer_settings() {
+        let mut o = StorageOptions::default();
+        o.set("storage.timeout", "2.5").unwrap();
+        o.set("storage.retries", "1").unwrap();
+        assert_eq!(o.timeout, Duration::from_millis(2500));
+        assert_eq!(o.io_timeout, Duration::from_millis(2500));
+        assert_eq!(o.retries, 1);
+        assert!(o.extra.is_empty());
+        for bad in ["0", "-1", "soon", "inf"] {
+            assert!(o.set("storage.timeout", bad).is_err(), "{bad}");
+        }
+        assert!(o.set("storage.retries", "-1").is_err());
+    }
 
     #[test]
     fn options_are_checked_and_secrets_hidden() {

@@ -10,6 +10,7 @@
 
 use crate::error::{diagnose, from_io, from_opendal, from_opendal_redacted, Problem, Redactor};
 use crate::fault::FaultLayer;
+use crate::object_lock::{is_missing_lock_configuration, Locker};
 use crate::remote::{Remote, Service};
 use crate::url::Location;
 use crate::StorageOptions;
@@ -23,7 +24,7 @@ use opendal::layers::{
 use opendal::raw::{Operation, ServiceInfo};
 use opendal::Operator;
 use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 
 /// The hidden folder, inside a local repository, where objects are written before being renamed
 /// into place. Its name is not an id and it is outside every object folder, so listings never
@@ -85,6 +86,11 @@ struct RemoteInfo {
     container: String,
     /// Removes the location's secrets from messages.
     redactor: Redactor,
+    /// S3 Object Lock, when uploads carry a retention.
+    locker: Option<Arc<Locker>>,
+    /// Set once the bucket was found to have Object Lock enabled (checked before the first
+    /// write).
+    lock_checked: tokio::sync::OnceCell<()>,
 }
 
 /// A repository location served by OpenDAL.
@@ -183,6 +189,8 @@ impl OpendalBackend {
                 endpoint: remote.endpoint,
                 container: remote.container,
                 redactor,
+                locker: remote.locker,
+                lock_checked: tokio::sync::OnceCell::new(),
             }),
             reader: LazyOperator::ready(op.clone()),
             writer: LazyOperator::ready(op),
@@ -289,6 +297,11 @@ impl OpendalBackend {
                     Ok(()) => w.close().await.map(|_| ()),
                     Err(e) => Err(e),
                 };
+                if res.is_ok() && !path.starts_with(&format!("{}/", FileType::Lock.dir())) {
+                    if let Some(locker) = &remote.locker {
+                        return locker.confirm_retention(path).await;
+                    }
+                }
                 if res.is_err() {
                     if let Err(e) = w.abort().await {
                         tracing::debug!(
@@ -328,6 +341,34 @@ impl OpendalBackend {
                 }
                 Ok(())
             }
+        }
+    }
+
+    /// With S3 Object Lock, checks once (before the first write) that the bucket has Object
+    /// Lock enabled, so that `init` and `backup` fail up front on a bucket without it.
+    async fn check_object_lock(&self) -> Result<()> {
+        let Some((remote, locker)) = self
+            .remote
+            .as_ref()
+            .and_then(|r| r.locker.as_ref().map(|l| (r, l)))
+        else {
+            return Ok(());
+        };
+        remote
+            .lock_checked
+            .get_or_try_init(|| locker.verify_bucket())
+            .await
+            .map(|_| ())
+    }
+
+    /// The error of an upload: [`OpendalBackend::error`], or the Object Lock message when S3
+    /// says the bucket has no Object Lock configuration.
+    fn upload_error(&self, err: opendal::Error, context: String) -> Error {
+        match self.remote.as_ref().and_then(|r| r.locker.as_ref()) {
+            Some(locker) if is_missing_lock_configuration(&err) => {
+                locker.not_enabled().context(context)
+            }
+            _ => self.error(err, context),
         }
     }
 
@@ -419,6 +460,7 @@ impl Backend for OpendalBackend {
             })?;
         }
         let op = self.writer()?;
+        self.check_object_lock().await?;
         let service = self.remote.as_ref().map(|r| r.service);
         // Object stores have no folders; file systems get the layout up front.
         if matches!(service, None | Some(Service::Sftp)) {
@@ -568,10 +610,11 @@ impl Backend for OpendalBackend {
         let op = self
             .writer()
             .map_err(|e| e.context(format!("cannot write {what}")))?;
+        self.check_object_lock().await?;
         let path = object_path(ft, id);
-        self.put(&op, &path, data)
-            .await
-            .map_err(|e| self.error(e, format!("cannot write {what} to {}", self.location)))?;
+        self.put(&op, &path, data).await.map_err(|e| {
+            self.upload_error(e, format!("cannot write {what} to {}", self.location))
+        })?;
         if let Some(root) = &self.local_root {
             // The rename from the temporary folder is durable once the folder is synced.
             let parent = root.join(&path);
@@ -621,8 +664,9 @@ impl Backend for OpendalBackend {
 /// backend share a single concurrency limit.
 #[derive(Clone)]
 pub(crate) struct Layers {
-    /// Injected faults (tests only), innermost so that the retry layer sees them.
-    fault: Option<FaultLayer>,
+    /// Lasting disk errors made permanent, and injected faults (tests only); innermost, so
+    /// that the retry layer sees both.
+    fault: FaultLayer,
     concurrent: ConcurrentLimitLayer,
     timeout: TimeoutLayer,
     retry: RetryLayer<TracingRetry>,
@@ -634,8 +678,7 @@ impl Layers {
     /// Layers configured from the options.
     pub(crate) fn new(opts: &StorageOptions) -> Self {
         Layers {
-            fault: (opts.faults_per_thousand > 0)
-                .then(|| FaultLayer::new(opts.faults_per_thousand)),
+            fault: FaultLayer::new(opts.faults_per_thousand),
             concurrent: ConcurrentLimitLayer::new(opts.connections.max(1)),
             timeout: TimeoutLayer::new()
                 .with_timeout(opts.timeout)
@@ -658,15 +701,13 @@ impl Layers {
         self
     }
 
-    /// Wraps `op`, innermost first: injected faults (tests only), logging (each real
+    /// Wraps `op`, innermost first: lasting disk errors made permanent and injected faults
+    /// (tests only), logging (each real
     /// request), timeout (each attempt), concurrency limit (a permit per attempt, not held
     /// while backing off), retry (outermost, so the timeout is inside it as OpenDAL requires).
     pub(crate) fn apply(&self, op: Operator) -> Operator {
-        let op = match &self.fault {
-            Some(fault) => op.layer(fault.clone()),
-            None => op,
-        };
-        op.layer(LoggingLayer::new(TracingLogger(self.redactor.clone())))
+        op.layer(self.fault.clone())
+            .layer(LoggingLayer::new(TracingLogger(self.redactor.clone())))
             .layer(self.timeout.clone())
             .layer(self.concurrent.clone())
             .layer(self.retry.clone())

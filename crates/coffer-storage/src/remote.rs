@@ -4,10 +4,12 @@
 //!
 //! Nothing here contacts the network: operators connect on first use.
 
+use crate::object_lock::{LockSettings, Locker, LockingTransport, S3Target};
 use crate::url::Location;
 use crate::StorageOptions;
 use coffer_core::{Error, Result};
 use opendal::{HttpTransporter, OperationContext, Operator};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// The longest wait for a TCP connection to an HTTP endpoint (capped by
@@ -15,15 +17,24 @@ use std::time::Duration;
 /// instead of after the whole operation timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// `op` with its own HTTP client: reqwest (rustls) with a connect timeout.
-fn with_http_client(op: Operator, opts: &StorageOptions) -> Result<Operator> {
+/// Coffer's HTTP client: reqwest (rustls) with a connect timeout.
+fn http_transport(opts: &StorageOptions) -> Result<HttpTransporter> {
     let client = reqwest::Client::builder()
         .connect_timeout(CONNECT_TIMEOUT.min(opts.timeout))
         .build()
         .map_err(|e| Error::invalid(format!("cannot set up the HTTP client: {e}")))?;
     let transport = opendal_http_transport_reqwest::ReqwestTransport::new(client);
-    Ok(op
-        .with_context(OperationContext::new().with_http_transport(HttpTransporter::new(transport))))
+    Ok(HttpTransporter::new(transport))
+}
+
+/// `op` with its own HTTP client (see [`http_transport`]).
+fn with_http_client(op: Operator, opts: &StorageOptions) -> Result<Operator> {
+    Ok(with_transport(op, http_transport(opts)?))
+}
+
+/// `op` sending its requests through `transport`.
+fn with_transport(op: Operator, transport: HttpTransporter) -> Operator {
+    op.with_context(OperationContext::new().with_http_transport(transport))
 }
 
 /// Reads an environment variable; empty values count as unset.
@@ -99,6 +110,9 @@ pub(crate) struct Remote {
     pub(crate) container: String,
     /// Secret values in use (keys, tokens), to scrub from messages and logs.
     pub(crate) secrets: Vec<String>,
+    /// S3 Object Lock: what adds the retention to uploads and checks the bucket (`None`: no
+    /// retention).
+    pub(crate) locker: Option<Arc<Locker>>,
 }
 
 /// Builds the operator for a remote `location`. `env` reads the environment.
@@ -177,18 +191,57 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                     )))
                 }
             }
-            if let Some(profile) = get("s3.profile", &["AWS_PROFILE"]) {
-                b = b.profile(&profile);
+            let profile = get("s3.profile", &["AWS_PROFILE"]);
+            if let Some(profile) = &profile {
+                b = b.profile(profile);
             }
-            if flag("s3.anonymous")?.unwrap_or(false) {
+            let anonymous = flag("s3.anonymous")?.unwrap_or(false);
+            if anonymous {
                 b = b.skip_signature();
             }
             let shown = endpoint
                 .as_deref()
                 .map(strip_query)
                 .unwrap_or_else(|| format!("https://s3.{region}.amazonaws.com"));
+            let lock = LockSettings::from_options(opts)?;
+            if lock.is_some() {
+                // S3 refuses locked uploads without a checksum.
+                b = b.checksum_algorithm("crc32c");
+            }
             let op = Operator::new(b).map_err(|e| config_error("S3", e))?;
-            let op = with_http_client(op, opts)?;
+            let transport = http_transport(opts)?;
+            let (op, locker) = match lock {
+                None => (with_transport(op, transport), None),
+                Some(settings) => {
+                    let target = S3Target {
+                        bucket: bucket.clone(),
+                        prefix: prefix.clone(),
+                        endpoint: endpoint.clone(),
+                        region: region.clone(),
+                        path_style,
+                        keys: key_id
+                            .clone()
+                            .zip(secret.clone())
+                            .map(|(id, s)| (id, s, token.clone())),
+                        profile,
+                        anonymous,
+                    };
+                    let locker = Arc::new(Locker::new(
+                        settings,
+                        &target,
+                        transport.clone(),
+                        shown.clone(),
+                    )?);
+                    let locking = LockingTransport {
+                        inner: transport,
+                        locker: locker.clone(),
+                    };
+                    (
+                        with_transport(op, HttpTransporter::new(locking)),
+                        Some(locker),
+                    )
+                }
+            };
             secrets.extend(env("AWS_SECRET_ACCESS_KEY"));
             secrets.extend(env("AWS_SESSION_TOKEN"));
             Ok(Remote {
@@ -197,6 +250,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 endpoint: shown,
                 container: bucket.clone(),
                 secrets,
+                locker,
             })
         }
         Location::Gcs { bucket, prefix } => {
@@ -252,6 +306,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 endpoint: shown,
                 container: bucket.clone(),
                 secrets,
+                locker: None,
             })
         }
         Location::Azure { container, prefix } => {
@@ -314,6 +369,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 endpoint: strip_query(&shown),
                 container: container.clone(),
                 secrets,
+                locker: None,
             })
         }
         Location::Sftp {
@@ -373,6 +429,7 @@ pub(crate) fn build(location: &Location, opts: &StorageOptions, env: &EnvFn) -> 
                 endpoint: shown,
                 container: host.clone(),
                 secrets: Vec::new(),
+                locker: None,
             })
         }
         Location::Local(_) => Err(Error::invalid(

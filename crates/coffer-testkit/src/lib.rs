@@ -6,6 +6,7 @@ pub mod backend_suite;
 pub mod cli;
 pub mod db_engine;
 pub mod db_suite;
+pub mod fault_proxy;
 pub mod mariadb;
 pub mod postgres;
 pub mod redis_server;

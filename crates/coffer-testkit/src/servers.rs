@@ -405,6 +405,92 @@ impl S3Server {
     }
 }
 
+/// S3 Object Lock helpers (moto enforces retention on object versions).
+impl S3Server {
+    /// Creates a bucket with Object Lock enabled (`x-amz-bucket-object-lock-enabled: true`),
+    /// which also turns versioning on.
+    pub fn create_locked_bucket(&self, name: &str) {
+        expect_status(
+            &format!("creating bucket {name} with Object Lock on moto"),
+            http_request(
+                self.port,
+                "PUT",
+                &format!("/{name}"),
+                &[("x-amz-bucket-object-lock-enabled", "true".to_string())],
+                b"",
+            ),
+            &[200],
+        );
+    }
+
+    /// Starts moto with IAM authentication (signatures checked) and a bucket `name` with Object
+    /// Lock, and returns the server with the access key id and secret of an IAM user allowed
+    /// `s3:*`. The requests that set this up are the only unauthenticated ones moto allows.
+    pub fn start_with_locked_bucket_and_user(name: &str) -> (S3Server, String, String) {
+        // The default bucket, the locked bucket, CreateUser, PutUserPolicy, CreateAccessKey.
+        let server = Self::start_inner(Some(5));
+        server.create_locked_bucket(name);
+        let auth = "AWS4-HMAC-SHA256 Credential=AKIDSETUP/20260101/us-east-1/iam/aws4_request, \
+                    SignedHeaders=host, Signature=00"
+            .to_string();
+        let iam = |form: &str| {
+            expect_status(
+                &format!("IAM request {form} on moto"),
+                http_request(
+                    server.port,
+                    "POST",
+                    "/",
+                    &[
+                        ("Authorization", auth.clone()),
+                        (
+                            "Content-Type",
+                            "application/x-www-form-urlencoded".to_string(),
+                        ),
+                    ],
+                    format!("{form}&Version=2010-05-08").as_bytes(),
+                ),
+                &[200],
+            )
+        };
+        iam("Action=CreateUser&UserName=coffer");
+        iam(
+            "Action=PutUserPolicy&UserName=coffer&PolicyName=all&PolicyDocument=\
+             %7B%22Version%22%3A%222012-10-17%22%2C%22Statement%22%3A%5B%7B%22Effect%22%3A\
+             %22Allow%22%2C%22Action%22%3A%22s3%3A%2A%22%2C%22Resource%22%3A%22%2A%22%7D%5D%7D",
+        );
+        let key = iam("Action=CreateAccessKey&UserName=coffer").text();
+        let field = |name: &str| {
+            let open = format!("<{name}>");
+            let start = key.find(&open).map(|i| i + open.len());
+            let end = key.find(&format!("</{name}>"));
+            match (start, end) {
+                (Some(s), Some(e)) if s <= e => key[s..e].to_string(),
+                _ => panic!("no {name} in moto's CreateAccessKey answer: {key}"),
+            }
+        };
+        let (id, secret) = (field("AccessKeyId"), field("SecretAccessKey"));
+        (server, id, secret)
+    }
+
+    /// Sends `METHOD /BUCKET/KEY?QUERY` (`path_and_query` without the leading `/`) with extra
+    /// `headers` and a well-formed but unsigned SigV4 `Authorization` header (see
+    /// [`S3Server::head_object`]), and returns the answer whatever its status.
+    pub fn raw_request(
+        &self,
+        method: &str,
+        path_and_query: &str,
+        headers: &[(&str, String)],
+    ) -> HttpResponse {
+        let auth = "AWS4-HMAC-SHA256 Credential=coffer-test-key/20260101/us-east-1/s3/\
+                    aws4_request, SignedHeaders=host, Signature=00"
+            .to_string();
+        let mut all = vec![("Authorization", auth)];
+        all.extend(headers.iter().cloned());
+        http_request(self.port, method, &format!("/{path_and_query}"), &all, b"")
+            .unwrap_or_else(|e| panic!("{method} /{path_and_query} on moto: {e}"))
+    }
+}
+
 // ------------------------------------------------------------------------------------------
 // Azure: Azurite
 

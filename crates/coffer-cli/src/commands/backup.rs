@@ -7,7 +7,7 @@ use anyhow::{Context as _, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
 use coffer_core::snapshot::{BackupType, Snapshot, SourceInfo};
 use coffer_core::{BackupOptions, Id, Indexed, Repository};
-use coffer_sources::files::{backup_files, Excludes, FileBackupOptions};
+use coffer_sources::files::{backup_files_with, Excludes, FileBackupOptions, ScanAhead};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -192,10 +192,12 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         patterns.extend(Excludes::read_file(f)?);
     }
     let excludes = Excludes::new(&patterns).map_err(|e| UsageError(e.to_string()))?;
+    // Listing the folders starts now, so the walk overlaps opening the repository (the key
+    // derivation, the index and the snapshot list).
+    let scan = ScanAhead::start(&paths, &excludes);
 
     ensure_default(ctx).await?;
-    let repo = ctx.open_indexed().await?;
-    let lock = repo.lock(false, "backup").await?;
+    let (repo, lock) = ctx.open_locked(false, "backup").await?;
     let host = a
         .host
         .clone()
@@ -235,8 +237,10 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         repo.blob_reader(),
         tokio::runtime::Handle::current(),
     );
-    let result =
-        tokio::task::spawn_blocking(move || backup_files(sess, reader, handle, opts)).await?;
+    let result = tokio::task::spawn_blocking(move || {
+        backup_files_with(sess, reader, handle, opts, Some(scan))
+    })
+    .await?;
     progress.finish();
     on_signal.abort();
     let session = unshare(session).await?;
@@ -279,9 +283,10 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             return Err(e.into());
         }
     };
-    lock.release().await.ok();
     let secs = clock.elapsed().as_secs_f64();
+    // Under the backup's lock, so no prune moves the snapshot's data while it is copied.
     let mirrored = crate::commands::mirror::after_backup(ctx, &repo, &snapshot, a.no_mirrors).await;
+    lock.release().await.ok();
     for w in &res.warnings {
         eprintln!("coffer: warning: {w}");
     }

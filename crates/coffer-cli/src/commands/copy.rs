@@ -16,16 +16,28 @@ pub async fn run(ctx: &Ctx, a: CopyArgs) -> Result<u8> {
         }
     };
     let opts = ctx.storage_options()?;
-    let src = open_at(&a.from, &opts, || password(&a.from_password_file))
-        .await?
-        .load_index()
-        .await?;
-    let dst = open_at(&a.to, &opts, || password(&a.to_password_file))
-        .await?
-        .load_index()
-        .await?;
+    let src = open_at(&a.from, &opts, || password(&a.from_password_file)).await?;
+    let dst = open_at(&a.to, &opts, || password(&a.to_password_file)).await?;
+    // Locks first, then the indexes: a prune cannot change them while they are read.
     let src_lock = src.lock(false, "copy (source)").await?;
-    let dst_lock = dst.lock(false, "copy (target)").await?;
+    let dst_lock = match dst.lock(false, "copy (target)").await {
+        Ok(l) => l,
+        Err(e) => {
+            src_lock.release().await.ok();
+            return Err(e.into());
+        }
+    };
+    let loaded =
+        async { Ok::<_, coffer_core::Error>((src.load_index().await?, dst.load_index().await?)) }
+            .await;
+    let (src, dst) = match loaded {
+        Ok(pair) => pair,
+        Err(e) => {
+            src_lock.release().await.ok();
+            dst_lock.release().await.ok();
+            return Err(e.into());
+        }
+    };
     let all = src.list_snapshots().await?;
     let chosen = if a.snapshots.is_empty() {
         all.clone()

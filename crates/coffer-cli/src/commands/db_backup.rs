@@ -13,6 +13,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
+/// Said of a backup that failed because the repository's disk is full.
+const REPOSITORY_FULL: &str = " because the repository's disk is full (free space there or use another repository, then run the backup again)";
+
 /// What to record with a database snapshot besides its content.
 pub struct DbSnapshotOptions {
     /// Requested type (`None`: incremental when a parent exists).
@@ -87,8 +90,15 @@ pub async fn backup_database(
         Ok(r) => r,
         Err(e) => {
             session.abort().await.ok();
+            // OpenDAL words a full disk under the repository "no storage space"; a local
+            // temporary file's full disk reads only "No space left on device".
+            let full = if e.to_string().contains("no storage space") {
+                REPOSITORY_FULL
+            } else {
+                ""
+            };
             return Err(anyhow::Error::new(e).context(format!(
-                "the backup of {location} failed; no snapshot was written"
+                "the backup of {location} failed{full}; no snapshot was written"
             )));
         }
     };
@@ -97,7 +107,7 @@ pub async fn backup_database(
         name: opts.name,
         source: SourceInfo {
             kind: kind.to_string(),
-            location,
+            location: location.clone(),
             paths: Vec::new(),
         },
         hostname: opts.host,
@@ -116,7 +126,22 @@ pub async fn backup_database(
         encryption: repo.config().encryption.clone(),
         extra: serde_json::to_value(&manifest).context("encoding the database manifest")?,
     };
-    let snapshot = session.finish(snapshot).await?;
+    let snapshot = session.finish(snapshot).await.map_err(|e| {
+        if e.kind() == coffer_core::ErrorKind::Interrupted {
+            return anyhow::Error::new(e);
+        }
+        // Only the repository is written here: the database was read completely.
+        let text = e.to_string();
+        let full = if text.contains("No space left on device") || text.contains("no storage space")
+        {
+            REPOSITORY_FULL
+        } else {
+            ""
+        };
+        anyhow::Error::new(e).context(format!(
+            "the backup of {location} was read completely but could not be stored{full}"
+        ))
+    })?;
     Ok((snapshot, manifest, clock.elapsed().as_secs_f64()))
 }
 
@@ -135,8 +160,7 @@ pub async fn run(
         a.db_password_file.as_deref(),
     )?;
     ensure_default(ctx).await?;
-    let repo = ctx.open_indexed().await?;
-    let lock = repo.lock(false, "backup").await?;
+    let (repo, lock) = ctx.open_locked(false, "backup").await?;
     let opts = DbSnapshotOptions {
         requested,
         tags: a.tags.clone(),
@@ -151,9 +175,16 @@ pub async fn run(
         all_databases: a.all_databases,
     };
     let result = backup_database(ctx, &repo, &url, opts).await;
-    lock.release().await.ok();
-    let (snapshot, manifest, secs) = result?;
+    let (snapshot, manifest, secs) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            lock.release().await.ok();
+            return Err(e);
+        }
+    };
+    // Under the backup's lock, so no prune moves the snapshot's data while it is copied.
     let mirrored = crate::commands::mirror::after_backup(ctx, &repo, &snapshot, a.no_mirrors).await;
+    lock.release().await.ok();
     print_summary(ctx, &snapshot, &manifest, secs, &mirrored);
     Ok(crate::commands::mirror::report(ctx, &snapshot, &mirrored))
 }

@@ -56,6 +56,21 @@ fn plan_lines(manifest: &DbManifest, req: &RestoreRequest) -> Result<Vec<String>
     Ok(lines)
 }
 
+/// What the engines say when a failed restore left the target exactly as it was.
+const UNTOUCHED: &[&str] = &[
+    "the target was not changed",
+    "the target is unchanged",
+    "no target file was created",
+    "nothing was changed",
+    "was left unchanged",
+];
+
+/// Whether a restore error says the target was not changed (the engines word every step's
+/// failure with the state the target is in).
+fn left_untouched(message: &str) -> bool {
+    UNTOUCHED.iter().any(|p| message.contains(p))
+}
+
 /// Asks on the terminal; off a terminal there is no one to ask, and `--clean` was the consent.
 fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
@@ -200,7 +215,15 @@ pub async fn run(
     let report = match database::restore(&src, &manifest, &req).await {
         Ok(r) => r,
         Err(e) => {
+            // The engine's message says when the target was left as it was (a SQLite file is
+            // replaced by a rename, a Redis db is flushed only once the load can start): then
+            // the safety backup is a spare copy, not the way back.
+            let untouched = left_untouched(&e.to_string());
             let undo = match safety_id {
+                Some(id) if untouched => format!(
+                    "; the safety backup {} holds its content too",
+                    id.short()
+                ),
                 Some(id) => format!(
                     "; its previous content is in the safety backup {}: coffer restore {} --target {} --clean",
                     id.short(),
@@ -208,11 +231,16 @@ pub async fn run(
                     shown
                 ),
                 None if state.empty => "; it was empty before".to_string(),
+                None if untouched => String::new(),
                 None => "; no safety backup was taken".to_string(),
             };
-            return Err(anyhow::Error::new(e).context(format!(
-                "the restore into {shown} failed and the target may be partly restored{undo}"
-            )));
+            let partly = if untouched {
+                ""
+            } else {
+                " and the target may be partly restored"
+            };
+            return Err(anyhow::Error::new(e)
+                .context(format!("the restore into {shown} failed{partly}{undo}")));
         }
     };
     let secs = clock.elapsed().as_secs_f64();

@@ -9,8 +9,7 @@ use anyhow::Result;
 pub async fn run(ctx: &Ctx, c: IndexCommand) -> Result<u8> {
     match c {
         IndexCommand::Compact => {
-            let repo = ctx.open_indexed().await?;
-            let lock = repo.lock(true, "index compact").await?;
+            let (repo, lock) = ctx.open_locked(true, "index compact").await?;
             let r = repo.compact_index().await;
             lock.release().await.ok();
             let (before, after) = r?;

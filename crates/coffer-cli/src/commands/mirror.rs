@@ -8,7 +8,7 @@ use anyhow::Result;
 use coffer_core::copy::CopyReport;
 use coffer_core::settings::Mirror;
 use coffer_core::snapshot::Snapshot;
-use coffer_core::{Indexed, Repository};
+use coffer_core::{Indexed, Open, Repository};
 use serde::Serialize;
 
 /// What happened at one mirror.
@@ -47,13 +47,10 @@ pub fn mirror_password(ctx: &Ctx, m: &Mirror) -> Result<Vec<u8>> {
     }
 }
 
-/// Opens a mirror repository (it must exist) with its index loaded.
-pub async fn open_mirror(ctx: &Ctx, m: &Mirror) -> Result<Repository<Indexed>> {
+/// Opens a mirror repository (it must exist).
+pub async fn open_mirror(ctx: &Ctx, m: &Mirror) -> Result<Repository<Open>> {
     let opts = mirror_options(ctx, m)?;
-    Ok(open_at(&m.url, &opts, || mirror_password(ctx, m))
-        .await?
-        .load_index()
-        .await?)
+    open_at(&m.url, &opts, || mirror_password(ctx, m)).await
 }
 
 async fn copy_one(
@@ -63,22 +60,20 @@ async fn copy_one(
     snapshot: &Snapshot,
 ) -> Result<CopyReport> {
     let dst = open_mirror(ctx, m).await?;
-    let src_lock = repo.lock(false, "copy to mirror (source)").await?;
-    let dst_lock = match dst.lock(false, "copy to mirror (target)").await {
-        Ok(l) => l,
-        Err(e) => {
-            src_lock.release().await.ok();
-            return Err(e.into());
-        }
+    let dst_lock = dst.lock(false, "copy to mirror (target)").await?;
+    // The mirror's index is read under its lock, so a prune there cannot change it meanwhile.
+    let report = match dst.load_index().await {
+        Ok(dst) => repo.copy_to(&dst, std::slice::from_ref(snapshot)).await,
+        Err(e) => Err(e),
     };
-    let report = repo.copy_to(&dst, std::slice::from_ref(snapshot)).await;
-    src_lock.release().await.ok();
     dst_lock.release().await.ok();
     Ok(report?)
 }
 
-/// Copies `snapshot` to every mirror of the repository's settings (none with `skip`).
-/// Never fails: every problem, including unreadable settings, becomes a failed outcome.
+/// Copies `snapshot` to every mirror of the repository's settings (none with `skip`). Call it
+/// while holding the backup's lock on `repo`, so that no prune moves the snapshot's data
+/// meanwhile. Never fails: every problem, including unreadable settings, becomes a failed
+/// outcome.
 pub async fn after_backup(
     ctx: &Ctx,
     repo: &Repository<Indexed>,

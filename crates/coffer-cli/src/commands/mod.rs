@@ -9,6 +9,7 @@ mod db_restore;
 mod delete;
 mod diff;
 mod dump;
+pub mod extend_lock;
 pub mod forget;
 mod index;
 mod init;
@@ -57,5 +58,6 @@ pub async fn run(cli: Cli) -> Result<u8> {
         Command::Schedule(c) => schedule::run(&ctx, c).await,
         Command::Status(a) => status::run(&ctx, a).await,
         Command::Config(c) => config::run(&ctx, c).await,
+        Command::ExtendLock(a) => extend_lock::run(&ctx, a).await,
     }
 }

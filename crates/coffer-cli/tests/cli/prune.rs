@@ -381,3 +381,288 @@ fn prune_is_refused_with_exit_11_while_a_backup_runs() {
     assert_eq!(during, before, "nothing changed");
     env.run(["check"]).assert_ok();
 }
+
+/// How often commands were refused because another command held the lock.
+#[derive(Default)]
+struct Tally {
+    refused: std::sync::atomic::AtomicU64,
+}
+
+/// Runs `coffer ARGS` until it is not refused for a lock (exit 11); it must then succeed.
+#[track_caller]
+fn run_when_unlocked(env: &CofferEnv, args: &[&str], tally: &Tally) -> Value {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        let out = env.run(args);
+        if out.code() == 11 {
+            tally
+                .refused
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            assert!(
+                std::time::Instant::now() < deadline,
+                "`{}` was refused for 5 minutes: {out}",
+                args.join(" ")
+            );
+            std::thread::sleep(std::time::Duration::from_millis(3));
+            continue;
+        }
+        return out.assert_ok().json();
+    }
+}
+
+/// One source folder of the concurrency test and its history of changes.
+struct ChangingTree {
+    dir: PathBuf,
+    /// Pool seeds of the files, by name.
+    files: BTreeMap<String, u64>,
+    /// Changes made so far (drives the pseudo-random choices).
+    generation: u64,
+    /// Next file name number.
+    next_name: u64,
+}
+
+/// A file of the shared pool: the same seed gives the same bytes in every source and round, so
+/// new backups share data with older (forgotten, marked, repacked) snapshots.
+fn pool_file(seed: u64) -> Vec<u8> {
+    random_bytes(120_000 + (seed as usize * 7_919) % 700_000, 1_000 + seed)
+}
+
+/// A distinct explicit mtime for every write of the test (a changed file never looks unchanged).
+fn fresh_mtime(path: &std::path::Path) {
+    static N: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(1);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    coffer_testkit::tree::set_mtime(
+        path,
+        1_600_000_000 + n * 1_000,
+        (n as u32 * 7_919) % 1_000_000_000,
+    );
+}
+
+impl ChangingTree {
+    fn new(env: &CofferEnv, i: u64) -> ChangingTree {
+        let mut t = ChangingTree {
+            dir: env.path(format!("src-{i}")),
+            files: BTreeMap::new(),
+            generation: i * 1_000,
+            next_name: 0,
+        };
+        std::fs::create_dir_all(t.dir.join("sub")).unwrap();
+        for j in 0..9u64 {
+            // Sources overlap: seeds 3i..3i+8 of a pool of 40.
+            let name = t.name(j % 3 == 0);
+            t.put(&name, (3 * i + j) % 40);
+        }
+        t.touch_dirs();
+        t
+    }
+
+    fn name(&mut self, in_sub: bool) -> String {
+        self.next_name += 1;
+        format!(
+            "{}f{:03}.bin",
+            if in_sub { "sub/" } else { "" },
+            self.next_name
+        )
+    }
+
+    fn put(&mut self, name: &str, seed: u64) {
+        let p = self.dir.join(name);
+        std::fs::write(&p, pool_file(seed)).unwrap();
+        fresh_mtime(&p);
+        self.files.insert(name.to_string(), seed);
+    }
+
+    fn touch_dirs(&self) {
+        fresh_mtime(&self.dir.join("sub"));
+    }
+
+    /// Rewrites three files with other pool files, deletes one and adds one.
+    fn change(&mut self) {
+        self.generation += 1;
+        let mut x = self.generation.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        let names: Vec<String> = self.files.keys().cloned().collect();
+        for _ in 0..3 {
+            let name = &names[(next() % names.len() as u64) as usize];
+            let old = self.files[name];
+            let seed = (old + 1 + next() % 39) % 40; // a different pool file
+            self.put(name, seed);
+        }
+        if self.files.len() > 6 {
+            let name = names[(next() % names.len() as u64) as usize].clone();
+            std::fs::remove_file(self.dir.join(&name)).unwrap();
+            self.files.remove(&name);
+        }
+        let in_sub = next() % 2 == 0;
+        let name = self.name(in_sub);
+        self.put(&name, next() % 40);
+        self.touch_dirs();
+    }
+}
+
+/// Backs the tree up (retrying while prune holds the lock); records what the snapshot holds.
+fn backup_and_record(
+    env: &CofferEnv,
+    t: &ChangingTree,
+    states: &std::sync::Mutex<BTreeMap<String, coffer_testkit::tree::TreeSnapshot>>,
+    tally: &Tally,
+) -> String {
+    let state = snapshot_tree(&t.dir);
+    let out = run_when_unlocked(env, &["--json", "backup", s(&t.dir)], tally);
+    let id = out["snapshot_id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no snapshot_id in {out:#}"))
+        .to_string();
+    states.lock().unwrap().insert(id.clone(), state);
+    id
+}
+
+/// Ids of the snapshots a `forget --json` removed.
+fn removed_ids(out: &Value) -> Vec<String> {
+    // An array, or `{"snapshots": [...], "prune": {...}}` with --prune.
+    out.get("snapshots")
+        .unwrap_or(out)
+        .as_array()
+        .unwrap_or_else(|| panic!("no snapshot rows in {out:#}"))
+        .iter()
+        .filter(|r| r["keep"] == false)
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Real processes: `forget` and `prune` (short grace periods, then none) race `backup` runs of
+/// three changing trees that share data with the snapshots being pruned, for four rounds; later
+/// prunes delete what earlier ones marked while backups run. Afterwards `check --read-data`
+/// passes and every remaining snapshot restores to the tree it was taken of.
+///
+/// Needs backups to take their lock before they read the index: a backup that read it first
+/// failed on an index file a prune had just removed (and, with `--grace 0s`, could deduplicate
+/// against packs the prune deleted).
+#[test]
+fn backups_running_while_prune_runs_lose_nothing() {
+    use std::sync::{Barrier, Mutex};
+    let env = env_with_repo();
+    let states = Mutex::new(BTreeMap::new());
+    let backups = Tally::default();
+    let prunes = Tally::default();
+    let mut removed: Vec<String> = Vec::new();
+
+    // History: three snapshots of each tree, then forget all but the newest of each, so that
+    // prune has whole packs to drop and partly used packs to repack.
+    let mut trees: Vec<ChangingTree> = (0..3).map(|i| ChangingTree::new(&env, i)).collect();
+    for round in 0..3 {
+        for t in trees.iter_mut() {
+            if round > 0 {
+                t.change();
+            }
+            backup_and_record(&env, t, &states, &backups);
+        }
+    }
+    let out = env
+        .run(["--json", "forget", "--keep-last", "1"])
+        .assert_ok()
+        .json();
+    removed.extend(removed_ids(&out));
+    assert_eq!(removed.len(), 6);
+
+    // Rounds: every tree changes and is backed up three times while prune (after a forget in
+    // later rounds) tries to run; each side retries while the other holds the lock.
+    //   round 0: prune --grace 1h --max-unused 0% repacks and marks (deletes nothing);
+    //   round 1: forget --keep-last 2, prune --grace 2s deletes round 0's marks and marks more;
+    //   round 2: forget --keep-last 3, prune --grace 2s deletes round 1's marks and marks more;
+    //   round 3: forget --keep-last 4, prune --grace 0s deletes at once what it takes out of the
+    //            index (a backup must never deduplicate against those packs).
+    let mut reports: Vec<Value> = Vec::new();
+    for round in 0..4 {
+        if round == 1 || round == 2 {
+            // The marks of the previous round are older than the grace period.
+            std::thread::sleep(std::time::Duration::from_millis(2_100));
+        }
+        let start = Barrier::new(trees.len() + 1);
+        let (report, forgotten) = std::thread::scope(|scope| {
+            for t in trees.iter_mut() {
+                let (env, states, backups, start) = (&env, &states, &backups, &start);
+                scope.spawn(move || {
+                    t.change();
+                    backup_and_record(env, t, states, backups);
+                    start.wait();
+                    for _ in 0..2 {
+                        t.change();
+                        backup_and_record(env, t, states, backups);
+                    }
+                });
+            }
+            start.wait();
+            let forgotten = if round > 0 {
+                let keep = (round + 1).to_string();
+                let out =
+                    run_when_unlocked(&env, &["--json", "forget", "--keep-last", &keep], &prunes);
+                removed_ids(&out)
+            } else {
+                Vec::new()
+            };
+            // Round 0 repacks every partly used pack; later rounds use the default limit.
+            let args: &[&str] = if round == 0 {
+                &["--json", "prune", "--grace", "1h", "--max-unused", "0%"]
+            } else if round < 3 {
+                &["--json", "prune", "--grace", "2s"]
+            } else {
+                &["--json", "prune", "--grace", "0s"]
+            };
+            let report = run_when_unlocked(&env, args, &prunes);
+            (report, forgotten)
+        });
+        removed.extend(forgotten);
+        reports.push(report);
+    }
+    let r0 = &reports[0];
+    assert_eq!(packs(r0, "deleted"), 0, "round 0 only marks: {r0:#}");
+    assert!(packs(r0, "pending") > 0, "round 0 marks packs: {r0:#}");
+    assert!(
+        packs(r0, "repacked_packs") > 0,
+        "round 0 repacks partly used packs: {r0:#}"
+    );
+    assert!(
+        packs(&reports[1], "deleted") >= packs(r0, "pending"),
+        "round 1 deletes what round 0 marked: {reports:#?}"
+    );
+    let b = backups.refused.load(std::sync::atomic::Ordering::Relaxed);
+    let p = prunes.refused.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("lock refusals: {b} backup runs, {p} forget/prune runs");
+
+    let r3 = &reports[3];
+    assert_eq!(
+        packs(r3, "pending"),
+        0,
+        "grace 0 leaves nothing pending: {r3:#}"
+    );
+    assert!(
+        packs(r3, "deleted") >= packs(&reports[2], "pending"),
+        "round 3 deletes round 2's marks and its own: {reports:#?}"
+    );
+    env.run(["check", "--read-data"]).assert_ok();
+    // Then nothing pending is left, and the repository is still whole.
+    let last = prune(&env, &["--grace", "0s"]);
+    assert_eq!(packs(&last, "pending"), 0, "{last:#}");
+    env.run(["check", "--read-data"]).assert_ok();
+
+    // Every snapshot that was not forgotten is there, and restores byte for byte.
+    let states = states.into_inner().unwrap();
+    let remaining = env.snapshot_ids();
+    let mut expected: Vec<&String> = states.keys().filter(|id| !removed.contains(id)).collect();
+    expected.sort();
+    let mut got: Vec<&String> = remaining.iter().collect();
+    got.sort();
+    assert_eq!(got, expected, "the snapshots left are those not forgotten");
+    assert_eq!(states.len(), 9 + 4 * 3 * 3, "every backup made a snapshot");
+    for (n, id) in remaining.iter().enumerate() {
+        let target = env.path(format!("restored-{n}"));
+        env.run(["restore", id, "--target", s(&target)]).assert_ok();
+        assert_trees_equal(&states[id], &snapshot_tree(&target));
+    }
+}

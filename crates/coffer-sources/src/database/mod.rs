@@ -6,6 +6,7 @@
 //! `dump`, with the signatures of the dispatchers below.
 
 pub mod manifest;
+pub(crate) mod pause;
 pub mod sink;
 pub mod source;
 pub mod url;

@@ -143,6 +143,7 @@ impl StreamSink {
             tx: Some(tx),
             buf: Vec::with_capacity(WRITE_BUF),
             thread: Some(thread),
+            failed: None,
         })
     }
 
@@ -305,6 +306,8 @@ pub struct StreamWriter {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     buf: Vec<u8>,
     thread: Option<std::thread::JoinHandle<Result<StreamContent>>>,
+    /// Why the repository side stopped, once a write found out.
+    failed: Option<Error>,
 }
 
 impl StreamWriter {
@@ -313,19 +316,45 @@ impl StreamWriter {
             return Ok(());
         }
         let full = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_BUF));
-        let tx = self.tx.as_ref().expect("write after finish");
-        tx.send(full).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::BrokenPipe,
-                "the repository side of the stream stopped",
-            )
-        })
+        let Some(tx) = self.tx.as_ref() else {
+            return Err(self.stopped());
+        };
+        if tx.send(full).is_ok() {
+            return Ok(());
+        }
+        // The repository side ended early: its error (a full disk, say) is the cause the
+        // producer must report, not the closed channel.
+        self.tx = None;
+        if let Some(thread) = self.thread.take() {
+            self.failed = Some(match thread.join() {
+                Ok(Err(e)) => e,
+                Ok(Ok(_)) => Error::new(ErrorKind::Storage, "the stream ended before its data"),
+                Err(_) => Error::new(ErrorKind::Storage, "the stream writer panicked"),
+            });
+        }
+        Err(self.stopped())
+    }
+
+    /// The I/O error a producer sees once the repository side has stopped, naming why.
+    fn stopped(&self) -> std::io::Error {
+        let why = self
+            .failed
+            .as_ref()
+            .map(|e| format!(": {e}"))
+            .unwrap_or_default();
+        std::io::Error::new(
+            std::io::ErrorKind::BrokenPipe,
+            format!("the repository side of the stream stopped{why}"),
+        )
     }
 
     /// Ends the stream and returns what was stored (or the repository side's error).
     pub fn finish(mut self) -> Result<StreamContent> {
         let sent = self.send();
         self.tx = None;
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
         let thread = self.thread.take().expect("one consumer");
         let r = thread
             .join()

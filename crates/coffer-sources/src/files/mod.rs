@@ -2,10 +2,14 @@
 
 mod backup;
 mod exclude;
+mod lister;
 mod meta;
 mod promise;
 mod restore;
 
-pub use backup::{backup_files, FileBackupOptions, FileBackupResult, Unreadable};
+pub use backup::{
+    backup_files, backup_files_with, FileBackupOptions, FileBackupResult, Unreadable,
+};
 pub use exclude::Excludes;
+pub use lister::ScanAhead;
 pub use restore::{restore_files, RestoreOptions, RestoreReport};

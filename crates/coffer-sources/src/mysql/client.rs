@@ -58,6 +58,7 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
             .map_err(|e| source_error(format!("{what}: cannot run {program}: {e}")))?;
         let mut stdin = child.stdin.take().expect("piped stdin");
         let feeder = std::thread::spawn(move || -> std::io::Result<u64> {
+            block_sigpipe();
             let n = match input {
                 Input::Stream(mut r) => copy(&mut r, &mut stdin),
                 Input::Bytes(b) => stdin.write_all(&b).map(|_| b.len() as u64),
@@ -81,13 +82,14 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
             }
         }
         if !out.status.success() {
+            let errors = client_errors(&stderr);
             return Err(source_error(format!(
                 "{what} failed ({program} {}): {}",
                 out.status,
-                if stderr.is_empty() {
+                if errors.is_empty() {
                     "no error output"
                 } else {
-                    &stderr
+                    &errors
                 }
             )));
         }
@@ -98,6 +100,52 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
     })
     .await
     .map_err(|e| source_error(format!("a client run panicked: {e}")))?
+}
+
+/// The longest line of the client's error output quoted in an error.
+const MAX_LINE: usize = 300;
+
+/// The client's error output made fit for a message: without the statements it echoes between
+/// `--------------` lines (an INSERT of a few megabytes of row data), each line cut to
+/// [`MAX_LINE`] characters, and a hint for errors whose cause is not in their text.
+fn client_errors(stderr: &str) -> String {
+    let mut lines = Vec::new();
+    let mut in_statement = false;
+    for line in stderr.lines().map(str::trim) {
+        if line.len() >= 10 && line.bytes().all(|b| b == b'-') {
+            in_statement = !in_statement;
+            continue;
+        }
+        if in_statement || line.is_empty() {
+            continue;
+        }
+        let mut line = line.to_string();
+        if line.len() > MAX_LINE {
+            let mut cut = MAX_LINE;
+            while !line.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            line.truncate(cut);
+            line.push_str("...");
+        }
+        if line.starts_with("ERROR 1114 ") {
+            line.push_str(" (the server's disk is full, or the table reached its size limit)");
+        }
+        lines.push(line);
+    }
+    lines.join(" | ")
+}
+
+/// Blocks SIGPIPE in the calling thread. The `coffer` binary restores SIGPIPE's default action
+/// (it ends the process, for `coffer ... | head`): without this, a client that stops reading
+/// (it failed on a statement: a full disk, a bad row) would kill Coffer silently mid-write
+/// instead of the write failing with EPIPE and the client's error being reported. SIGPIPE is
+/// sent to the writing thread, so blocking it here affects nothing else.
+fn block_sigpipe() {
+    use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow, Signal};
+    let mut set = SigSet::empty();
+    set.add(Signal::SIGPIPE);
+    let _ = pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None);
 }
 
 fn copy(r: &mut impl Read, w: &mut impl Write) -> std::io::Result<u64> {
@@ -113,4 +161,26 @@ fn copy(r: &mut impl Read, w: &mut impl Write) -> std::io::Result<u64> {
         w.write_all(&buf[..n])?;
         total += n as u64;
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::client_errors;
+
+    #[test]
+    fn echoed_statements_are_left_out_and_causes_explained() {
+        let stderr = format!(
+            "--------------\nINSERT INTO `big` VALUES (1,0x{})\n--------------\n\nERROR 1114 (HY000) at line 9: The table 'big' is full\n",
+            "AB".repeat(100_000)
+        );
+        assert_eq!(
+            client_errors(&stderr),
+            "ERROR 1114 (HY000) at line 9: The table 'big' is full (the server's disk is full, or the table reached its size limit)"
+        );
+        let long = "é".repeat(400);
+        let got = client_errors(&format!("ERROR 1064 (42000) at line 1: {long}"));
+        assert!(got.len() <= MAX + 3 && got.ends_with("..."), "{got}");
+    }
+
+    const MAX: usize = super::MAX_LINE;
 }

@@ -175,6 +175,8 @@ async fn backup_database(
     }
     db.schema_stream = format!("{prefix}/schema.pgdump");
     db.sequences_stream = format!("{prefix}/sequences.sql");
+    // Every table is locked and the snapshot exported: a DROP TABLE now must wait.
+    crate::database::pause::at("postgres-tables-locked").await;
 
     let schema_task = {
         let (sink, tool, c) = (ctx.sink.clone(), pg_dump.clone(), conn.clone());

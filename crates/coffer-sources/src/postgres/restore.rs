@@ -614,7 +614,32 @@ impl DbRestore<'_> {
 
     /// `--clean`: drops the tables the restore recreates (and, for a full restore, everything
     /// depending on them and the snapshot's large objects); `pg_restore --clean` drops the rest.
+    /// One transaction: when it fails, nothing was dropped.
     async fn clean(
+        &self,
+        client: &Client,
+        tables: &[&PgTable],
+        existing: &HashSet<(String, String)>,
+        full: bool,
+    ) -> Result<()> {
+        client
+            .batch_execute("BEGIN")
+            .await
+            .map_err(|e| query_error("starting the --clean transaction", e))?;
+        match self.drop_replaced(client, tables, existing, full).await {
+            Ok(()) => client
+                .batch_execute("COMMIT")
+                .await
+                .map_err(|e| query_error("committing --clean", e)),
+            Err(e) => {
+                let _ = client.batch_execute("ROLLBACK").await;
+                Err(e)
+            }
+        }
+    }
+
+    /// The statements of [`DbRestore::clean`], inside its transaction.
+    async fn drop_replaced(
         &self,
         client: &Client,
         tables: &[&PgTable],

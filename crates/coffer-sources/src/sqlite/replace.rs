@@ -74,7 +74,7 @@ pub(super) fn replace_target(tmp: TempFile, target: &Path, dir: &Path) -> Result
     std::fs::rename(tmp.path(), target).map_err(|e| {
         Error::io(
             format!(
-                "cannot rename {} over {}",
+                "cannot rename {} over {} (the target was not changed)",
                 tmp.path().display(),
                 target.display()
             ),
