@@ -377,6 +377,27 @@ impl Locker {
         )
     }
 
+    /// Signs `req` (unless anonymous) and sends it; `what` names it in errors.
+    async fn send_signed(
+        &self,
+        req: Request<Buffer>,
+        what: &str,
+    ) -> opendal::Result<http::Response<Buffer>> {
+        let (mut parts, body) = req.into_parts();
+        if let Some(signer) = &self.signer {
+            signer.sign(&mut parts, None).await.map_err(|e| {
+                opendal::Error::new(
+                    opendal::ErrorKind::Unexpected,
+                    format!("cannot sign {what}"),
+                )
+                .set_source(anyhow_free(e))
+                .set_temporary()
+            })?;
+            parts.headers.remove(HOST);
+        }
+        self.http.send(Request::from_parts(parts, body)).await
+    }
+
     /// One PutObjectRetention request setting the current version of `path` to `mode` until
     /// `until` (RFC 3339).
     async fn put_retention_until(
@@ -401,16 +422,9 @@ impl Locker {
             .header("content-length", body.len())
             .body(Buffer::from(body.into_bytes()))
             .map_err(|e| fail(format!("cannot build the retention request of {path}: {e}")))?;
-        let (mut parts, body) = req.into_parts();
-        if let Some(signer) = &self.signer {
-            signer.sign(&mut parts, None).await.map_err(|e| {
-                fail(format!("cannot sign the retention request of {path}"))
-                    .set_source(anyhow_free(e))
-                    .set_temporary()
-            })?;
-            parts.headers.remove(HOST);
-        }
-        let resp = self.http.send(Request::from_parts(parts, body)).await?;
+        let resp = self
+            .send_signed(req, &format!("the retention request of {path}"))
+            .await?;
         let status = resp.status();
         if status.is_success() {
             return Ok(());
@@ -560,16 +574,9 @@ impl Locker {
         let req = Request::head(self.object_url(path))
             .body(Buffer::new())
             .map_err(|e| fail(format!("cannot build the HEAD request of {path}: {e}")))?;
-        let (mut parts, body) = req.into_parts();
-        if let Some(signer) = &self.signer {
-            signer.sign(&mut parts, None).await.map_err(|e| {
-                fail(format!("cannot sign the HEAD request of {path}"))
-                    .set_source(anyhow_free(e))
-                    .set_temporary()
-            })?;
-            parts.headers.remove(HOST);
-        }
-        let resp = self.http.send(Request::from_parts(parts, body)).await?;
+        let resp = self
+            .send_signed(req, &format!("the HEAD request of {path}"))
+            .await?;
         let status = resp.status();
         if status.as_u16() == 404 {
             return Ok(None);

@@ -11,5 +11,6 @@ pub mod mariadb;
 pub mod postgres;
 pub mod redis_server;
 pub mod servers;
+pub mod small_disk;
 pub mod sqlite_fixture;
 pub mod tree;

@@ -11,55 +11,11 @@ use coffer_testkit::db_suite::DbFixture;
 use coffer_testkit::mariadb::{self as mdb, MariaDbFixture, MariaDbServer};
 use coffer_testkit::postgres::{self as pg, PgServer};
 use coffer_testkit::redis_server::RedisServer;
+use coffer_testkit::small_disk::SmallDisk;
 use coffer_testkit::sqlite_fixture::{self, rusqlite};
-use coffer_testkit::tree::is_root;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
-
-/// A small tmpfs mounted for the test's lifetime.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> SmallDisk {
-        assert!(
-            is_root(),
-            "the disk-full tests mount a small tmpfs and need root: run the tests as root (scripts/test.sh does)"
-        );
-        std::fs::create_dir_all(path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                s(path),
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "mount -t tmpfs failed: these tests need a machine where root may mount tmpfs"
-        );
-        SmallDisk(path.to_path_buf())
-    }
-
-    /// Makes room: the same mount, bigger (what is on it stays).
-    fn grow(&self, size: &str) {
-        let st = Command::new("mount")
-            .args(["-o", &format!("remount,size={size}"), s(&self.0)])
-            .status()
-            .unwrap();
-        assert!(st.success(), "remounting the tmpfs at {size} failed");
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
 
 /// `coffer ARGS` with extra environment variables (database passwords, test hooks).
 fn run_with(env: &CofferEnv, vars: &[(String, String)], args: &[&str]) -> CmdOutput {
@@ -245,7 +201,7 @@ fn sqlite_restore_onto_a_full_disk_leaves_the_target_untouched() {
 
     // The target: a small database on a disk with room for it, not for the snapshot's 20 MiB.
     let disk = SmallDisk::mount(&env.path("small"), "8m");
-    let target = disk.0.join("app.db");
+    let target = disk.path().join("app.db");
     {
         let c = sqlite_fixture::open(&target);
         c.execute_batch(
@@ -256,7 +212,7 @@ fn sqlite_restore_onto_a_full_disk_leaves_the_target_untouched() {
         .unwrap();
     }
     let before = std::fs::read(&target).unwrap();
-    let files_before = names_in(&disk.0);
+    let files_before = names_in(disk.path());
 
     let out = env.run([
         "restore",
@@ -291,7 +247,7 @@ fn sqlite_restore_onto_a_full_disk_leaves_the_target_untouched() {
         "the target file is unchanged"
     );
     assert_eq!(
-        names_in(&disk.0),
+        names_in(disk.path()),
         files_before,
         "no temporary file is left on the full disk"
     );
@@ -349,10 +305,13 @@ fn postgres_restore_into_a_full_tablespace_says_what_is_left_and_the_safety_back
     // snapshot's 20 MiB table does not.
     let disk = SmallDisk::mount(&env.path("ts"), "24m");
     let uid = pg_owner(&server);
-    std::os::unix::fs::chown(&disk.0, Some(uid), None).unwrap();
+    std::os::unix::fs::chown(disk.path(), Some(uid), None).unwrap();
     server.psql(
         "postgres",
-        &format!("CREATE TABLESPACE small LOCATION '{}'", disk.0.display()),
+        &format!(
+            "CREATE TABLESPACE small LOCATION '{}'",
+            disk.path().display()
+        ),
     );
     server.psql("postgres", "CREATE DATABASE tgt TABLESPACE small");
     server.psql(

@@ -2,50 +2,14 @@
 //! during a restore (each failed file named, no temporary file left behind).
 
 use super::{env_with_repo, s};
-use coffer_testkit::tree::{is_root, write_random_file};
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-/// A small tmpfs mounted for the test's lifetime.
-struct SmallDisk(PathBuf);
-
-impl SmallDisk {
-    fn mount(path: &Path, size: &str) -> SmallDisk {
-        assert!(
-            is_root(),
-            "the disk-full tests mount a small tmpfs and need root: run the tests as root (scripts/test.sh does)"
-        );
-        std::fs::create_dir_all(path).unwrap();
-        let st = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size}"),
-                "tmpfs",
-                s(path),
-            ])
-            .status()
-            .unwrap();
-        assert!(
-            st.success(),
-            "mount -t tmpfs failed: these tests need a machine where root may mount tmpfs"
-        );
-        SmallDisk(path.to_path_buf())
-    }
-}
-
-impl Drop for SmallDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
-    }
-}
+use coffer_testkit::small_disk::SmallDisk;
+use coffer_testkit::tree::write_random_file;
 
 #[test]
 fn a_full_disk_during_backup_lists_nothing_and_check_passes() {
     let env = crate::env();
     let disk = SmallDisk::mount(&env.path("small"), "12m");
-    let repo = disk.0.join("repo");
+    let repo = disk.path().join("repo");
     let src = env.path("src");
     std::fs::create_dir_all(&src).unwrap();
     for i in 0..4 {
@@ -83,7 +47,7 @@ fn a_full_disk_during_restore_names_each_file_and_leaves_no_temporary_files() {
     }
     env.run(["backup", s(&src)]).assert_ok();
     let disk = SmallDisk::mount(&env.path("small"), "8m");
-    let target = disk.0.join("out");
+    let target = disk.path().join("out");
     let r = env.run(["restore", "latest", "--target", s(&target)]);
     assert_eq!(r.code(), 1, "{}", r.stderr);
     assert!(
