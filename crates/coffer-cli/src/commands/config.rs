@@ -203,6 +203,15 @@ fn mirror_from(a: &AddMirrorArgs) -> Result<Mirror> {
     })
 }
 
+/// A mirror as printed: its password command, which may hold a secret, is hidden.
+fn shown_mirror(m: &Mirror) -> serde_json::Value {
+    let mut v = serde_json::to_value(m).expect("a mirror serializes");
+    if m.password_command.is_some() {
+        v["password_command"] = "***".into();
+    }
+    v
+}
+
 fn show(ctx: &Ctx, stored: &StoredSettings) {
     let s = &stored.settings;
     if ctx.global.json {
@@ -211,7 +220,7 @@ fn show(ctx: &Ctx, stored: &StoredSettings) {
             "written": stored.written.as_ref().map(|(t, h)| serde_json::json!({"time": t, "hostname": h})),
             "retention": s.retention,
             "timezone": s.timezone,
-            "mirrors": s.mirrors,
+            "mirrors": s.mirrors.iter().map(shown_mirror).collect::<Vec<_>>(),
         }));
         return;
     }
@@ -236,7 +245,8 @@ fn show(ctx: &Ctx, stored: &StoredSettings) {
     for m in &s.mirrors {
         let password = match (&m.password_file, &m.password_command) {
             (Some(f), _) => format!("password file {f}"),
-            (None, Some(c)) => format!("password command {c:?}"),
+            // A command may hold a secret (`echo ...`): it is never shown.
+            (None, Some(_)) => "a password command".into(),
             (None, None) => "this repository's password".into(),
         };
         let opts: Vec<String> = m.options.iter().map(|(k, v)| format!("{k}={v}")).collect();

@@ -238,6 +238,29 @@ fn mirrors_never_store_secrets_and_must_exist() {
         .assert_code(2);
     assert!(!out.combined().contains("hunter2"), "{out}");
     assert!(out.combined().contains("secret"), "{out}");
+    // A password command may hold a secret: stored, never shown.
+    let cmd_mirror = env.path("cmd-mirror");
+    env.run(["--repo", s(&cmd_mirror), "init"]).assert_ok();
+    let pw = std::fs::read_to_string(env.password_file()).unwrap();
+    let command = format!("echo '{}' # hunter3", pw.trim());
+    env.run([
+        "config",
+        "add-mirror",
+        s(&cmd_mirror),
+        "--mirror-password-command",
+        &command,
+    ])
+    .assert_ok();
+    for args in [vec!["config", "show"], vec!["--json", "config", "show"]] {
+        let out = env.run(args).assert_ok();
+        assert!(!out.combined().contains("hunter3"), "{out}");
+        assert!(
+            out.combined().contains("a password command") || out.combined().contains("***"),
+            "{out}"
+        );
+    }
+    env.run(["config", "remove-mirror", s(&cmd_mirror)])
+        .assert_ok();
     // Not created yet: refused, with what to do.
     let out = env
         .run(["config", "add-mirror", s(&env.path("nowhere"))])
@@ -246,7 +269,12 @@ fn mirrors_never_store_secrets_and_must_exist() {
     // The repository itself is not a mirror.
     env.run(["config", "add-mirror", s(env.repo())])
         .assert_code(2);
-    assert!(settings_objects(&env).is_empty());
+    let shown = env.run(["--json", "config", "show"]).assert_ok().json();
+    assert_eq!(
+        shown["mirrors"],
+        serde_json::json!([]),
+        "nothing refused was stored"
+    );
 }
 
 #[test]
