@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the real servers Coffer's storage tests start (see crates/coffer-testkit/src/servers.rs):
 #   - Debian packages: openssh-server (sshd for SFTP), util-linux (runuser), postgresql (server,
-#     pg_dump, pgbench), mariadb-server and -client, redis-server and redis-tools, sqlite3;
+#     pg_dump, pgbench), mariadb-server and -client, redis-server and redis-tools, sqlite3,
+#     openssl (the test certificates of the Redis TLS tests);
 #   - a Python venv in .tools/venv with moto[server] (S3) and gcp-storage-emulator (GCS);
 #   - azurite (Azure Blob) from npm, in .tools/node.
 # Idempotent: each step runs only when its result is missing. Run as root or with sudo on Debian.
@@ -14,7 +15,7 @@ TOOLS="$ROOT/.tools"
 log() { echo "install-test-deps: $*"; }
 
 # --- 1. Debian packages ----------------------------------------------------------------------
-APT_PACKAGES=(openssh-server openssh-client util-linux postgresql postgresql-contrib postgresql-client mariadb-server mariadb-client redis-server redis-tools sqlite3)
+APT_PACKAGES=(openssh-server openssh-client util-linux postgresql postgresql-contrib postgresql-client mariadb-server mariadb-client redis-server redis-tools sqlite3 openssl)
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

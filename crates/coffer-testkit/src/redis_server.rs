@@ -2,7 +2,8 @@
 //! temporary folder, persistence off, stopped by process id on drop) and the Redis
 //! [`DbFixture`] of the shared database suite ([`RedisFixture`]), with Redis's awkward data set:
 //! every byte value, big strings, every encoding of lists, sets, sorted sets and hashes,
-//! streams with consumer groups, TTLs.
+//! streams with consumer groups, TTLs. With [`RedisOptions::tls`] the server also serves TLS
+//! (`--tls-port`) with a throwaway CA and certificates made by the `openssl` CLI ([`TestPki`]).
 
 use crate::db_suite::{DbFixture, Writer};
 use crate::servers::{closed_port, free_port, ServerProcess, INSTALL_HINT};
@@ -45,6 +46,106 @@ pub struct RedisOptions {
     /// An RDB file to load at start (`--dbfilename`; the file is copied into the server's
     /// folder).
     pub load_rdb: Option<PathBuf>,
+    /// Also serve TLS on [`RedisServer::tls_port`] (`--tls-port`), with a server certificate
+    /// for `127.0.0.1` and `localhost` signed by a throwaway CA ([`RedisServer::pki`]). The
+    /// plain port stays open on 127.0.0.1 for the harness's own connections
+    /// ([`RedisServer::conn`]).
+    pub tls: bool,
+    /// With `tls`: require a client certificate signed by the test CA
+    /// (`--tls-auth-clients yes`; [`TestPki::client_cert`]).
+    pub tls_auth_clients: bool,
+}
+
+/// A throwaway certificate authority and the certificates it signed, made with the `openssl`
+/// CLI (EC P-256, valid for a week): PEM files in a test's folder.
+#[derive(Debug, Clone)]
+pub struct TestPki {
+    /// The CA's certificate (`?tls_ca=`).
+    pub ca: PathBuf,
+    /// The server's certificate, for `IP:127.0.0.1` and `DNS:localhost`.
+    pub server_cert: PathBuf,
+    /// The server's private key.
+    pub server_key: PathBuf,
+    /// A client certificate (`?tls_cert=`).
+    pub client_cert: PathBuf,
+    /// The client certificate's private key (`?tls_key=`).
+    pub client_key: PathBuf,
+}
+
+impl TestPki {
+    /// Makes a CA and a server and client certificate in `dir`; panics with the install hint
+    /// when `openssl` is missing.
+    pub fn create(dir: &Path) -> TestPki {
+        std::fs::create_dir_all(dir).expect("create the certificate folder");
+        let cnf = dir.join("openssl.cnf");
+        std::fs::write(
+            &cnf,
+            "[req]\ndistinguished_name = dn\nx509_extensions = v3_ca\nprompt = no\n\
+             [dn]\nCN = Coffer test CA\n\
+             [v3_ca]\nbasicConstraints = critical,CA:TRUE\n\
+             keyUsage = critical,keyCertSign,cRLSign\nsubjectKeyIdentifier = hash\n\
+             [server]\nsubjectAltName = IP:127.0.0.1,DNS:localhost\n\
+             basicConstraints = critical,CA:FALSE\nkeyUsage = critical,digitalSignature\n\
+             extendedKeyUsage = serverAuth\n\
+             [client]\nbasicConstraints = critical,CA:FALSE\n\
+             keyUsage = critical,digitalSignature\nextendedKeyUsage = clientAuth\n",
+        )
+        .expect("write openssl.cnf");
+        let p = |name: &str| dir.join(name);
+        let ec = [
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+        ];
+        openssl(dir, |c| {
+            c.args(["req", "-x509", "-new", "-config"])
+                .arg(&cnf)
+                .args(ec)
+                .args(["-days", "7", "-keyout", "ca.key", "-out", "ca.pem"]);
+        });
+        for (who, cn) in [("server", "localhost"), ("client", "coffer-test-client")] {
+            openssl(dir, |c| {
+                c.args(["req", "-new", "-config"])
+                    .arg(&cnf)
+                    .args(ec)
+                    .args(["-subj", &format!("/CN={cn}")])
+                    .args(["-keyout", &format!("{who}.key")])
+                    .args(["-out", &format!("{who}.csr")]);
+            });
+            openssl(dir, |c| {
+                c.args(["x509", "-req", "-in", &format!("{who}.csr")])
+                    .args(["-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial"])
+                    .args(["-days", "7", "-extfile"])
+                    .arg(&cnf)
+                    .args(["-extensions", who, "-out", &format!("{who}.pem")]);
+            });
+        }
+        TestPki {
+            ca: p("ca.pem"),
+            server_cert: p("server.pem"),
+            server_key: p("server.key"),
+            client_cert: p("client.pem"),
+            client_key: p("client.key"),
+        }
+    }
+}
+
+/// Runs `openssl` in `dir` with the arguments `args` adds; panics with its output on failure.
+fn openssl(dir: &Path, args: impl FnOnce(&mut Command)) {
+    let mut cmd = Command::new("openssl");
+    cmd.current_dir(dir);
+    args(&mut cmd);
+    let out = cmd.output().unwrap_or_else(|e| {
+        panic!("cannot run openssl (Debian package openssl): {e}; {INSTALL_HINT}")
+    });
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A running `redis-server`.
@@ -54,6 +155,10 @@ pub struct RedisServer {
     pub port: u16,
     /// Its `requirepass`, if any.
     pub password: Option<String>,
+    /// Its TLS port on 127.0.0.1 (with [`RedisOptions::tls`]).
+    pub tls_port: Option<u16>,
+    /// The CA and certificates of its TLS port (with [`RedisOptions::tls`]).
+    pub pki: Option<TestPki>,
     dir: TempDir,
 }
 
@@ -75,6 +180,28 @@ impl RedisServer {
             .expect("create a temporary folder");
         let port = free_port();
         let mut cmd = Command::new(bin);
+        let mut tls = None;
+        if opts.tls {
+            let pki = TestPki::create(&dir.path().join("pki"));
+            let tls_port = loop {
+                let p = free_port();
+                if p != port {
+                    break p;
+                }
+            };
+            cmd.args(["--tls-port", &tls_port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&pki.server_cert)
+                .arg("--tls-key-file")
+                .arg(&pki.server_key)
+                .arg("--tls-ca-cert-file")
+                .arg(&pki.ca)
+                .args([
+                    "--tls-auth-clients",
+                    if opts.tls_auth_clients { "yes" } else { "no" },
+                ]);
+            tls = Some((tls_port, pki));
+        }
         cmd.args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
             .arg("--dir")
             .arg(dir.path())
@@ -93,10 +220,19 @@ impl RedisServer {
         }
         let mut process = ServerProcess::spawn("redis-server", cmd, &dir.path().join("log"));
         process.wait_for_port(port);
+        if let Some((tls_port, _)) = &tls {
+            process.wait_for_port(*tls_port);
+        }
+        let (tls_port, pki) = match tls {
+            Some((p, k)) => (Some(p), Some(k)),
+            None => (None, None),
+        };
         let server = RedisServer {
             process,
             port,
             password: opts.password,
+            tls_port,
+            pki,
             dir,
         };
         // The port opens before an RDB file is loaded: wait until it answers.
@@ -136,6 +272,34 @@ impl RedisServer {
         let plain = self.url(db);
         match &self.password {
             Some(pw) => plain.replacen("redis://", &format!("redis://:{pw}@"), 1),
+            None => plain,
+        }
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT/DB`, without the password or any TLS option (so the
+    /// test CA is not trusted). Panics when the server has no TLS port.
+    pub fn tls_url_untrusted(&self, db: Option<u32>) -> String {
+        let port = self
+            .tls_port
+            .expect("the server was started without RedisOptions::tls");
+        match db {
+            Some(d) => format!("rediss://127.0.0.1:{port}/{d}"),
+            None => format!("rediss://127.0.0.1:{port}"),
+        }
+    }
+
+    /// `rediss://127.0.0.1:TLS_PORT/DB?tls_ca=CA.pem`, trusting the test CA, without the
+    /// password.
+    pub fn tls_url(&self, db: Option<u32>) -> String {
+        let ca = &self.pki.as_ref().expect("a TLS server has a CA").ca;
+        format!("{}?tls_ca={}", self.tls_url_untrusted(db), ca.display())
+    }
+
+    /// [`RedisServer::tls_url`] with the password in it (when the server has one).
+    pub fn tls_url_with_password(&self, db: Option<u32>) -> String {
+        let plain = self.tls_url(db);
+        match &self.password {
+            Some(pw) => plain.replacen("rediss://", &format!("rediss://:{pw}@"), 1),
             None => plain,
         }
     }

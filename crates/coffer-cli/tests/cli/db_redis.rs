@@ -2,8 +2,9 @@
 //! shared database suite, a whole-server round trip of the awkward data set over several dbs
 //! (every key compared, key counts against DBSIZE), backups while a transactional writer runs,
 //! both transfer forms (diskless and disk), passwords, an unreachable server, the safety backup
-//! and `--clean`, a dry run, and `coffer dump` checked by `redis-check-rdb` and loaded by a
-//! fresh server.
+//! and `--clean`, a dry run, `coffer dump` checked by `redis-check-rdb` and loaded by a
+//! fresh server, and TLS (`rediss://`): backup and restore with a trusted CA, untrusted
+//! certificates, client certificates, plain and TLS ports mixed up.
 
 use coffer_testkit::cli::{str_field, CmdOutput, CofferEnv};
 use coffer_testkit::db_suite;
@@ -283,7 +284,19 @@ fn unreachable_server_and_unsupported_urls_fail_clearly() {
         &["backup", &format!("rediss://127.0.0.1:{port}")],
     )
     .assert_failure()
-    .assert_mentions("TLS");
+    .assert_mentions("cannot connect to Redis")
+    .assert_mentions(&port.to_string());
+    // TLS options belong to rediss:// URLs.
+    run(
+        &env,
+        &[],
+        &[
+            "backup",
+            &format!("redis://127.0.0.1:{port}?tls_ca=/ca.pem"),
+        ],
+    )
+    .assert_failure()
+    .assert_mentions("rediss://");
     run(
         &env,
         &[],
@@ -472,4 +485,194 @@ fn keys_expired_since_the_backup_are_reported_not_counted_as_lost() {
     assert_eq!(report["mismatches"], serde_json::json!([]), "{out}");
     assert!(report["warnings"].to_string().contains("expired"), "{out}");
     check_bank(&dst, 0);
+}
+
+/// `rediss://`: an untrusted certificate fails before anything is stored; with `?tls_ca` the
+/// backup and the restore into another TLS server keep every key; the password never shows.
+#[test]
+fn tls_backup_and_restore_with_a_trusted_ca() {
+    let env = crate::env_with_repo();
+    let pw = "pw-Tls-5c4b3a2d";
+    let src = RedisServer::start_with(RedisOptions {
+        password: Some(pw.into()),
+        tls: true,
+        ..RedisOptions::default()
+    });
+    let tls_port = src.tls_port.unwrap().to_string();
+    load_awkward(&src, 0);
+    setup_bank(&src, 3);
+    let sizes = src.dbsizes();
+    let want0 = checksums(&src, 0);
+
+    // The test CA is not one the system trusts: a clear failure, no snapshot.
+    let untrusted =
+        src.tls_url_untrusted(None)
+            .replacen("rediss://", &format!("rediss://:{pw}@"), 1);
+    let out = run(&env, &[], &["backup", &untrusted])
+        .assert_failure()
+        .assert_mentions("TLS handshake")
+        .assert_mentions(&format!("127.0.0.1:{tls_port}"))
+        .assert_mentions("not trusted")
+        .assert_mentions("?tls_ca=");
+    assert!(!out.combined().contains(pw), "{out}");
+    assert!(
+        env.snapshot_ids().is_empty(),
+        "a failed backup lists no snapshot"
+    );
+
+    // Trusting the test CA.
+    let out = run(
+        &env,
+        &[],
+        &["--json", "backup", &src.tls_url_with_password(None)],
+    )
+    .assert_ok();
+    assert!(!out.combined().contains(pw), "{out}");
+    let id = str_field(&out.json(), "snapshot_id");
+    let m = manifest(&env, &id);
+    assert_eq!(manifest_keys(&m), sizes, "{m:#}");
+    assert_eq!(m["details"]["tls"], "verified against tls_ca", "{m:#}");
+    assert_eq!(m["details"]["checksum"], "verified");
+    let shown = env.run(["--json", "show", &id]).assert_ok();
+    assert!(!shown.combined().contains(pw));
+    assert!(shown.combined().contains("rediss://"), "{shown}");
+    let listed = env.run(["snapshots"]).assert_ok();
+    assert!(!listed.combined().contains(pw));
+
+    // Restore into another TLS server (its own CA); an untrusted target is refused first.
+    let dst = RedisServer::start_with(RedisOptions {
+        tls: true,
+        ..RedisOptions::default()
+    });
+    run(
+        &env,
+        &[],
+        &[
+            "restore",
+            &id,
+            "--target",
+            &dst.tls_url_untrusted(None),
+            "--yes",
+        ],
+    )
+    .assert_failure()
+    .assert_mentions("tls_ca");
+    assert!(dst.dbsizes().is_empty(), "nothing was restored");
+    let out = run(
+        &env,
+        &[],
+        &[
+            "--json",
+            "restore",
+            &id,
+            "--target",
+            &dst.tls_url(None),
+            "--yes",
+        ],
+    )
+    .assert_ok();
+    let report = out.json();
+    assert_eq!(report["mismatches"], serde_json::json!([]), "{out}");
+    assert_eq!(report["counts"].as_array().unwrap().len(), 2, "{out}");
+    assert_eq!(dst.dbsizes(), sizes);
+    assert_eq!(checksums(&dst, 0), want0);
+    check_bank(&dst, 3);
+
+    // The same server again, now holding the data, with the certificate check skipped (a
+    // warning says so): --clean takes a safety backup over TLS first, then replaces the data.
+    dst.exec(0, &["SET", "only-in-target", "x"]);
+    let insecure = format!("{}?tls_insecure=1", dst.tls_url_untrusted(None));
+    let out = run(
+        &env,
+        &[],
+        &["restore", &id, "--target", &insecure, "--yes", "--clean"],
+    )
+    .assert_ok();
+    assert!(out.stderr.contains("NOT checked"), "{out}");
+    assert!(!out.combined().contains(pw), "{out}");
+    assert_eq!(dst.dbsizes(), sizes);
+    assert_eq!(checksums(&dst, 0), want0);
+    let safety: Vec<Value> = env
+        .snapshots(None::<&str>)
+        .into_iter()
+        .filter(|s| s["tags"].to_string().contains("safety"))
+        .collect();
+    assert_eq!(safety.len(), 1, "one safety snapshot");
+    let safety_id = safety[0]["id"].as_str().unwrap();
+    let sm = manifest(&env, safety_id);
+    assert_eq!(
+        sm["details"]["tls"], "not verified (tls_insecure)",
+        "{sm:#}"
+    );
+    assert_eq!(
+        manifest_keys(&sm)[&0],
+        sizes[&0] + 1,
+        "the safety backup holds the target's data"
+    );
+}
+
+/// A server that requires client certificates, and plain and TLS ports mixed up.
+#[test]
+fn tls_client_certificates_and_wrong_ports_fail_clearly() {
+    let env = crate::env_with_repo();
+    let src = RedisServer::start_with(RedisOptions {
+        tls: true,
+        tls_auth_clients: true,
+        ..RedisOptions::default()
+    });
+    setup_bank(&src, 0);
+    let pki = src.pki.clone().unwrap();
+    let tls_port = src.tls_port.unwrap();
+
+    run(&env, &[], &["backup", &src.tls_url(None)])
+        .assert_failure()
+        .assert_mentions(&format!("127.0.0.1:{tls_port}"))
+        .assert_mentions("tls_cert=");
+    let with_cert = format!(
+        "{}&tls_cert={}&tls_key={}",
+        src.tls_url(None),
+        pki.client_cert.display(),
+        pki.client_key.display()
+    );
+    let id = backup(&env, &[], &with_cert);
+    let m = manifest(&env, &id);
+    assert_eq!(manifest_keys(&m), src.dbsizes());
+    assert_eq!(m["details"]["transfer"], "diskless");
+    // The disk-based transfer (`$<length>` form) over TLS too.
+    let disk = backup(&env, &[], &format!("{with_cert}&sync=disk"));
+    let dm = manifest(&env, &disk);
+    assert_eq!(dm["details"]["transfer"], "disk", "{dm:#}");
+    assert_eq!(manifest_keys(&dm), src.dbsizes());
+    // Paths are not secrets: the stored location keeps them.
+    let shown = env.run(["--json", "show", &id]).assert_ok();
+    assert!(shown.combined().contains("tls_cert="), "{shown}");
+
+    // A plain client on the TLS port, a TLS client on the plain port.
+    run(
+        &env,
+        &[],
+        &["backup", &format!("redis://127.0.0.1:{tls_port}")],
+    )
+    .assert_failure()
+    .assert_mentions("rediss://");
+    run(
+        &env,
+        &[],
+        &[
+            "backup",
+            &format!(
+                "rediss://127.0.0.1:{}?tls_ca={}",
+                src.port,
+                pki.ca.display()
+            ),
+        ],
+    )
+    .assert_failure()
+    .assert_mentions("TLS handshake")
+    .assert_mentions("--tls-port");
+    assert_eq!(
+        env.snapshot_ids().len(),
+        2,
+        "failed backups list no snapshot"
+    );
 }

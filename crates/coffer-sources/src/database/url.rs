@@ -312,6 +312,22 @@ mod tests {
     }
 
     #[test]
+    fn redis_tls_options_are_kept_without_secrets() {
+        let r = DbUrl::parse(
+            "rediss://u:s3cr3t@cache:6380/1?tls_ca=/etc/ca.pem&tls_cert=/c/me.pem&tls_key=/c/me.key",
+        )
+        .unwrap();
+        assert!(r.tls);
+        assert_eq!(r.params.len(), 3);
+        // Certificate and key paths are not secrets; the password is.
+        assert_eq!(
+            r.redacted(),
+            "rediss://u@cache:6380/1?tls_ca=/etc/ca.pem&tls_cert=/c/me.pem&tls_key=/c/me.key"
+        );
+        assert!(!format!("{r:?}").contains("s3cr3t"));
+    }
+
+    #[test]
     fn detection_and_errors() {
         assert!(is_database_url("postgres://x/y"));
         assert!(is_database_url("SQLite:///a.db"));

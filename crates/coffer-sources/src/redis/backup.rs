@@ -62,6 +62,7 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     };
     let ((form, rdb_bytes), (summary, segments)) = form;
     let seconds = started.elapsed().as_secs_f64();
+    let tls = conn.tls;
     drop(conn);
 
     let mut databases = Vec::new();
@@ -100,6 +101,7 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
         "rdb_bytes": summary.output_bytes,
         "transfer_bytes": rdb_bytes,
         "transfer": form,
+        "tls": tls,
         "transfer_seconds": (seconds * 1000.0).round() / 1000.0,
         "only_db": only_db,
         "used_memory": field(&memory, "used_memory").and_then(|v| v.parse::<u64>().ok()),

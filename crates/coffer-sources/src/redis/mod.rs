@@ -1,4 +1,4 @@
-//! The Redis source: `redis://[USER:PASSWORD@]HOST:PORT[/DB]`.
+//! The Redis source: `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (`rediss://` for TLS).
 //!
 //! * Backup ([`backup()`]): a point-in-time RDB snapshot over the replication protocol (the
 //!   server forks; it is never stopped), streamed into the snapshot as `rdb/head`, one
@@ -13,7 +13,10 @@
 //! * Dump ([`dump()`]): the RDB file itself, which `redis-server --dbfilename` loads.
 //!
 //! The password comes from the URL, the password file (the CLI puts it in the URL) or
-//! `REDISCLI_AUTH`. TLS (`rediss://`) is not supported yet and fails with a clear error.
+//! `REDISCLI_AUTH`. `rediss://` connects over TLS (rustls; see `tls`): the server's
+//! certificate must be valid for the URL's host and signed by a CA the system trusts, or by
+//! the one `?tls_ca=/path/ca.pem` names; `?tls_cert=...&tls_key=...` give a client
+//! certificate; `?tls_insecure=1` skips the certificate check (with a warning).
 
 mod backup;
 mod chan;
@@ -22,6 +25,7 @@ pub mod lzf;
 pub mod rdb;
 mod resp;
 mod restore;
+mod tls;
 
 pub use backup::backup;
 pub use restore::{probe_target, restore};

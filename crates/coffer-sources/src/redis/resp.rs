@@ -1,11 +1,13 @@
-//! A small Redis client speaking RESP2 over TCP: connect, authenticate, send commands (one at a
-//! time or pipelined) and read replies; also the raw reads the replication transfer needs.
-//! Errors name the server (never the password) and what to do.
+//! A small Redis client speaking RESP2 over TCP or TLS (`rediss://`, see `tls`): connect,
+//! authenticate, send commands (one at a time or pipelined) and read replies; also the raw
+//! reads the replication transfer needs. Errors name the server (never the password) and what
+//! to do.
 
+use super::tls::TlsOptions;
 use crate::database::{source_error, DbUrl};
 use coffer_core::{Error, ErrorKind, Result};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
 
 /// How long connecting may take.
@@ -39,26 +41,23 @@ impl Reply {
     }
 }
 
+/// A byte stream to the server: plain TCP or TLS over TCP.
+trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
+
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
+
 /// One connection.
 pub struct Conn {
-    io: BufReader<TcpStream>,
+    io: BufReader<Box<dyn Io>>,
     out: Vec<u8>,
     /// `host:port`, for messages.
     pub addr: String,
+    /// How the server's certificate was checked (`None`: a plain connection).
+    pub tls: Option<&'static str>,
 }
 
 /// The host and port a URL names (defaults: 127.0.0.1, 6379).
 pub fn address(url: &DbUrl) -> Result<String> {
-    if url.tls {
-        return Err(Error::new(
-            ErrorKind::Unsupported,
-            format!(
-                "{}: TLS (rediss://) is not supported by Coffer's Redis source yet; connect \
-                 with redis:// through a TLS tunnel (stunnel, spiped) on 127.0.0.1",
-                url.redacted()
-            ),
-        ));
-    }
     if url.socket.is_some() {
         return Err(Error::new(
             ErrorKind::Unsupported,
@@ -88,11 +87,13 @@ fn password(url: &DbUrl) -> Option<String> {
 }
 
 impl Conn {
-    /// Connects to the server `url` names and authenticates (URL password, password file or
-    /// `REDISCLI_AUTH`). Fails with a clear message on a refused connection, a wrong or
-    /// missing password.
+    /// Connects to the server `url` names (over TLS for `rediss://`) and authenticates (URL
+    /// password, password file or `REDISCLI_AUTH`). Fails with a clear message on a refused
+    /// connection, a failed TLS handshake or untrusted certificate, a wrong or missing
+    /// password.
     pub async fn connect(url: &DbUrl) -> Result<Conn> {
         let addr = address(url)?;
+        let tls = TlsOptions::from_url(url)?;
         let stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&addr)).await {
             Ok(Ok(s)) => s,
             Ok(Err(e)) => {
@@ -111,10 +112,46 @@ impl Conn {
             }
         };
         let _ = stream.set_nodelay(true);
+        let (io, mode): (Box<dyn Io>, _) = match &tls {
+            None => (Box::new(stream), None),
+            Some(o) => {
+                let host = url.host.as_deref().unwrap_or("127.0.0.1");
+                let shown = url.redacted();
+                let hs = o.handshake(stream, host, &addr, &shown);
+                let s = tokio::time::timeout(CONNECT_TIMEOUT, hs)
+                    .await
+                    .map_err(|_| {
+                        source_error(format!(
+                            "the TLS handshake with Redis at {addr} ({shown}) got no answer \
+                             within {}s; is it Redis's TLS port (redis-server --tls-port)?",
+                            CONNECT_TIMEOUT.as_secs()
+                        ))
+                    })??;
+                (Box::new(s), Some(o.mode()))
+            }
+        };
         let mut c = Conn {
-            io: BufReader::with_capacity(256 * 1024, stream),
+            io: BufReader::with_capacity(256 * 1024, io),
             out: Vec::new(),
             addr,
+            tls: mode,
+        };
+        // A TLS-only port drops a plain client at its first command, and a server that wants
+        // a client certificate refuses a TLS 1.3 session only then: say what to do.
+        let plain_hint = |c: &Conn, e: Error| -> Error {
+            let text = e.to_string();
+            match c.tls {
+                None => source_error(format!(
+                    "{text} (if {} takes TLS connections only, use rediss://HOST:PORT)",
+                    c.addr
+                )),
+                Some(_) if text.contains("alert") => source_error(format!(
+                    "{text}; the server refused the TLS session: if it requires client \
+                     certificates (tls-auth-clients yes), give one signed by a CA it trusts \
+                     with ?tls_cert=/path/to/cert.pem&tls_key=/path/to/key.pem"
+                )),
+                Some(_) => e,
+            }
         };
         if let Some(pw) = password(url) {
             let mut args: Vec<&[u8]> = vec![b"AUTH"];
@@ -122,7 +159,11 @@ impl Conn {
                 args.push(u.as_bytes());
             }
             args.push(pw.as_bytes());
-            match c.call(&args).await? {
+            let r = match c.call(&args).await {
+                Ok(r) => r,
+                Err(e) => return Err(plain_hint(&c, e)),
+            };
+            match r {
                 Reply::Error(e) if e.contains("without any password configured") => {
                     tracing::warn!("{}: the server has no password; ignoring it", c.addr);
                 }
@@ -138,7 +179,11 @@ impl Conn {
                 _ => {}
             }
         }
-        match c.call(&[b"PING"]).await? {
+        let r = match c.call(&[b"PING"]).await {
+            Ok(r) => r,
+            Err(e) => return Err(plain_hint(&c, e)),
+        };
+        match r {
             Reply::Error(e) if e.starts_with("NOAUTH") => Err(source_error(format!(
                 "Redis at {} needs a password: give it in the URL (redis://:PASSWORD@HOST:PORT), \
                  with --db-password-file FILE or in REDISCLI_AUTH",
@@ -176,11 +221,10 @@ impl Conn {
         }
         let out = std::mem::take(&mut self.out);
         let addr = self.addr.clone();
-        self.io
-            .get_mut()
-            .write_all(&out)
-            .await
-            .map_err(|e| lost(&addr, e))?;
+        let io = self.io.get_mut();
+        io.write_all(&out).await.map_err(|e| lost(&addr, e))?;
+        // TLS holds records back until flushed (a no-op for plain TCP).
+        io.flush().await.map_err(|e| lost(&addr, e))?;
         self.out = out;
         self.out.clear();
         Ok(())
