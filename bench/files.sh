@@ -228,7 +228,6 @@ do_restore_and_check() { # TOOL
     local tool=$1 dir root
     tool_env "$tool"
     dir=$DATA/restore-$tool
-    rm -rf "$dir"
     mkdir -p "$dir"
     run_timed "$tool" restore "$CUR_BYTES" -- "$(tool_bin "$tool")" restore latest --target "$dir"
     root=$(restored_root "$dir" || true)
@@ -245,7 +244,6 @@ do_restore_and_check() { # TOOL
     else
         say "$tool restore: ${VERIFY[$tool]}"
     fi
-    rm -rf "$dir"
     run_timed "$tool" check "$CUR_BYTES" -- "$(tool_bin "$tool")" check --read-data
     REPO_BYTES[$tool]=$(du -sb "$DATA/repo-$tool" | cut -f1)
 }
@@ -277,6 +275,7 @@ modify_5pct() {
 # compiler processes running now (pgrep -x rejects a pattern longer than 15 characters)
 # shellcheck disable=SC2009
 busy() { ps -eo comm= | grep -cxE 'rustc|cargo|cc|c\+\+|ld|ld\.lld|rust-lld|build-script-.*' || true; }
+for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t"; done
 START=$(date -u +%FT%TZ)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_START=$(busy)
@@ -291,6 +290,12 @@ modify_5pct
 CUR_BYTES=$(tree_bytes)
 for t in "${TOOLS[@]}"; do do_backup "$t" second; done
 for t in "${TOOLS[@]}"; do do_restore_and_check "$t"; done
+# The restored trees are deleted only now, after every restore: ext4 without a journal (as
+# here) skips inodes freed in the last 60 to 360 seconds when it allocates new ones, so a
+# restore that follows the deletion of 52k files pays for it (about 6% of its CPU, measured
+# with perf: recently_deleted under __ext4_new_inode). Leftovers of an interrupted run are
+# deleted at the start, before the backups.
+for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t"; done
 revert_modification
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_END=$(busy)

@@ -8,6 +8,41 @@ mod output;
 use clap::Parser;
 use std::process::ExitCode;
 
+/// Raises the soft limit on open files to the hard limit, as Go programs (restic) do: a file
+/// backup keeps hundreds of files open ahead of its readers, and the usual soft limit of 1024
+/// would shorten that queue (the backup then adapts to the limit it finds).
+fn raise_open_file_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write the struct they are given.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+        }
+    }
+}
+
+/// Buffers of at least this many bytes get their own mapping from glibc's malloc, returned to
+/// the system when freed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MMAP_THRESHOLD: libc::c_int = 4 * 1024 * 1024;
+
+/// Fixes glibc's mmap threshold. By default it rises to the size of the largest block freed (up
+/// to 32 MiB), after which the 16 to 20 MiB pack buffers are carved from per-thread heaps that
+/// keep freed memory: the peak RSS of the same backup then varied from 176 to 240 MiB between
+/// runs (the Rust toolchain, 52k files). With a fixed threshold it is 123 MiB every time, at the
+/// same speed.
+fn fixed_mmap_threshold() {
+    // SAFETY: mallopt only changes an allocator setting; called before any other thread starts.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_THRESHOLD);
+    }
+}
+
 fn main() -> ExitCode {
     // A closed pipe (`coffer snapshots | head`) ends the process quietly, as it does for other
     // Unix tools, instead of a panic on the next print.
@@ -15,6 +50,8 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
+    raise_open_file_limit();
+    fixed_mmap_threshold();
     let args = cli::Cli::parse();
     output::init_logging(args.global.verbose, args.global.quiet);
     let json = args.global.json;

@@ -23,12 +23,15 @@ pub struct KdfParams {
 }
 
 impl Default for KdfParams {
-    /// 64 MiB, 3 passes, 1 lane: about half a second here, far beyond what guessing can afford.
+    /// RFC 9106's second recommended setting: 64 MiB, 3 passes, 4 lanes. The lanes are
+    /// computed on parallel threads, so opening a repository takes a fraction of what one lane
+    /// would (about 70 ms instead of 140 ms on 2 cores), while a guess still costs an attacker
+    /// 64 MiB for 3 passes.
     fn default() -> Self {
         KdfParams {
             m_cost: 64 * 1024,
             t_cost: 3,
-            p_cost: 1,
+            p_cost: 4,
         }
     }
 }

@@ -102,32 +102,75 @@ struct Job {
     path: PathBuf,
     /// The file, opened by the walker (which also asked the kernel to start reading it).
     file: std::io::Result<std::fs::File>,
+    /// Bytes the walker asked the kernel to read ahead for this file (counted in
+    /// [`ReadAhead`] until a worker takes the job).
+    ahead: u64,
     done: Promise<FileOutcome>,
 }
 
 /// Files opened and queued ahead of the reading workers at most. The walker asks the kernel to
 /// read each queued file in the background (`POSIX_FADV_WILLNEED`), so that on a cold cache
-/// many small files are read from disk at once instead of one after the other.
-const JOB_QUEUE: usize = 64;
+/// many small files are read from disk at once instead of one after the other. Measured on the
+/// Rust toolchain (52k files, cold cache, 2 cores): 64 files ahead 3.89 s, 256 3.63 s, 1024
+/// 3.57 s (`bench/files.sh`, first backup).
+const JOB_QUEUE: usize = 512;
 
 /// Bytes of each queued file whose reading is started ahead (the kernel's own read-ahead
 /// follows for longer files).
 const PREFETCH_BYTES: u64 = 2 * 1024 * 1024;
 
+/// Bytes asked for ahead of the workers at most, so that a queue of big files does not fill
+/// the page cache with data that would be evicted before it is read.
+const PREFETCH_BUDGET: u64 = 64 * 1024 * 1024;
+
+/// Bytes the walker asked the kernel to read ahead and no worker has taken yet.
+type ReadAhead = Arc<std::sync::atomic::AtomicU64>;
+
+/// The queue's length: [`JOB_QUEUE`], unless the process may not hold that many open files
+/// (each queued job holds its file open): then half of what the soft limit leaves.
+fn job_queue(workers: usize) -> usize {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct it is given.
+    let fds = if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 {
+        lim.rlim_cur
+    } else {
+        1024
+    };
+    let room = (fds.saturating_sub(256) / 2) as usize;
+    JOB_QUEUE.min(room).max(workers * 4)
+}
+
 /// Threads listing directories ahead of the walker: several directories' inodes come from disk
 /// at once on a cold cache.
 pub(crate) const LISTING_THREADS: usize = 3;
 
-/// Opens a file for a worker and starts reading its first bytes in the background.
-fn open_ahead(path: &Path, size: u64) -> std::io::Result<std::fs::File> {
-    let f = std::fs::File::open(path)?;
-    if size > 0 {
-        use std::os::unix::io::AsRawFd;
-        let len = size.min(PREFETCH_BYTES) as libc::off_t;
-        // SAFETY: a plain system call on an open descriptor; the advice is only a hint.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, len, libc::POSIX_FADV_WILLNEED) };
+/// Opens a file for a worker and, within [`PREFETCH_BUDGET`], starts reading its first bytes in
+/// the background. Returns the file and the bytes asked for (added to `ahead`).
+fn open_ahead(path: &Path, size: u64, ahead: &ReadAhead) -> (std::io::Result<std::fs::File>, u64) {
+    use std::sync::atomic::Ordering;
+    let f = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) => return (Err(e), 0),
+    };
+    let len = size.min(PREFETCH_BYTES);
+    if len == 0 || ahead.load(Ordering::Relaxed) + len > PREFETCH_BUDGET {
+        return (Ok(f), 0);
     }
-    Ok(f)
+    use std::os::unix::io::AsRawFd;
+    // SAFETY: a plain system call on an open descriptor; the advice is only a hint.
+    unsafe {
+        libc::posix_fadvise(
+            f.as_raw_fd(),
+            0,
+            len as libc::off_t,
+            libc::POSIX_FADV_WILLNEED,
+        )
+    };
+    ahead.fetch_add(len, Ordering::Relaxed);
+    (Ok(f), len)
 }
 
 #[derive(Default)]
@@ -142,6 +185,7 @@ struct Walker {
     handle: tokio::runtime::Handle,
     excludes: Excludes,
     jobs: Sender<Job>,
+    ahead: ReadAhead,
     trees: Sender<PendingTree>,
     names: Names,
     hardlinks: HashMap<(u64, u64), (u64, Promise<FileOutcome>)>,
@@ -284,11 +328,13 @@ impl Walker {
                     self.hardlinks
                         .insert((md.dev(), md.ino()), (g, done.clone()));
                 }
+                let (file, ahead) = open_ahead(abs, node.size, &self.ahead);
                 if self
                     .jobs
                     .send(Job {
                         path: abs.to_path_buf(),
-                        file: open_ahead(abs, node.size),
+                        file,
+                        ahead,
                         done: done.clone(),
                     })
                     .is_err()
@@ -356,8 +402,14 @@ impl Walker {
     }
 }
 
-fn worker(session: Arc<BackupSession>, jobs: Receiver<Job>, report: Arc<Mutex<Report>>) {
+fn worker(
+    session: Arc<BackupSession>,
+    jobs: Receiver<Job>,
+    ahead: ReadAhead,
+    report: Arc<Mutex<Report>>,
+) {
     for job in jobs {
+        ahead.fetch_sub(job.ahead, std::sync::atomic::Ordering::Relaxed);
         if session.is_cancelled() {
             job.done.set(FileOutcome::Fatal(Arc::new(Error::new(
                 ErrorKind::Interrupted,
@@ -537,17 +589,23 @@ pub fn backup_files_with(
         }
     }
     let workers = opts.workers.max(1);
-    let (job_tx, job_rx) = bounded::<Job>(JOB_QUEUE.max(workers * 4));
+    let (job_tx, job_rx) = bounded::<Job>(job_queue(workers));
     let (tree_tx, tree_rx) = bounded::<PendingTree>(256);
     let report = Arc::new(Mutex::new(Report::default()));
     let stats = Arc::new(Mutex::new(coffer_core::snapshot::SnapshotStats::default()));
     let mut threads = Vec::new();
+    let ahead = ReadAhead::default();
     for i in 0..workers {
-        let (s, rx, r) = (session.clone(), job_rx.clone(), report.clone());
+        let (s, rx, a, r) = (
+            session.clone(),
+            job_rx.clone(),
+            ahead.clone(),
+            report.clone(),
+        );
         threads.push(
             std::thread::Builder::new()
                 .name(format!("coffer-read-{i}"))
-                .spawn(move || worker(s, rx, r))
+                .spawn(move || worker(s, rx, a, r))
                 .expect("spawn"),
         );
     }
@@ -572,6 +630,7 @@ pub fn backup_files_with(
         handle,
         excludes: opts.excludes.clone(),
         jobs: job_tx,
+        ahead,
         trees: tree_tx,
         names: Names::default(),
         hardlinks: HashMap::new(),

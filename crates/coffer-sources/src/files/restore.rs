@@ -249,6 +249,60 @@ fn plan(
 
 type Failures = Arc<Mutex<Vec<(String, PathBuf, String)>>>;
 
+/// Chunks of a multi-chunk file read (and opened) ahead of the writer at most: the next ones
+/// come off the disk or the network while one is checked and written.
+const CHUNKS_AHEAD: usize = 3;
+
+/// A file's chunks in order, each read on the runtime's tasks up to [`CHUNKS_AHEAD`] ahead.
+struct ChunksAhead<'a> {
+    reader: &'a BlobReader,
+    handle: &'a tokio::runtime::Handle,
+    ids: std::slice::Iter<'a, Id>,
+    reading: std::collections::VecDeque<tokio::task::JoinHandle<Result<Vec<u8>>>>,
+}
+
+impl<'a> ChunksAhead<'a> {
+    fn new(reader: &'a BlobReader, handle: &'a tokio::runtime::Handle, ids: &'a [Id]) -> Self {
+        ChunksAhead {
+            reader,
+            handle,
+            ids: ids.iter(),
+            reading: std::collections::VecDeque::new(),
+        }
+    }
+}
+
+impl Iterator for ChunksAhead<'_> {
+    type Item = Result<Vec<u8>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        while self.reading.len() <= CHUNKS_AHEAD {
+            let Some(id) = self.ids.next().copied() else {
+                break;
+            };
+            let r = self.reader.clone();
+            self.reading
+                .push_back(self.handle.spawn(async move { r.read_blob(&id).await }));
+        }
+        let next = self.reading.pop_front()?;
+        Some(self.handle.block_on(next).unwrap_or_else(|e| {
+            Err(Error::new(
+                ErrorKind::Storage,
+                format!("reading a chunk failed: {e}"),
+            ))
+        }))
+    }
+}
+
+impl Drop for ChunksAhead<'_> {
+    /// A file abandoned half-way (damaged chunk, full disk) stops the reads started for it.
+    fn drop(&mut self) {
+        for h in &self.reading {
+            h.abort();
+        }
+    }
+}
+
 /// Does one piece of work; counts what was restored and records what failed.
 fn do_work(
     reader: &BlobReader,
@@ -264,11 +318,8 @@ fn do_work(
     };
     match w {
         Work::Large(job) => {
-            let chunks = job
-                .node
-                .content
-                .iter()
-                .map(|c| reader.read_blob_blocking(handle, c).map(Cow::Owned));
+            let chunks =
+                ChunksAhead::new(reader, handle, &job.node.content).map(|r| r.map(Cow::Owned));
             match write_file(&job, as_root, chunks) {
                 Ok(n) => ok(n),
                 Err(e) => failed
