@@ -1,23 +1,26 @@
 #!/usr/bin/env bash
 # Coffer vs restic on a real file tree (issue 2). See bench/README.md.
 #
-# usage: bench/files.sh [--quick] [--only restic|coffer] [--no-drop-caches]
+# usage: bench/files.sh [--quick] [--only restic|coffer] [--no-drop-caches] [--runs N]
 #
 #   --quick           use a ~200 MB, ~1.3k-file subset of the Rust sysroot (lib/rustlib/*/lib,
 #                     two doc books) instead of the whole sysroot (~1.3 GB, ~52k files)
 #   --only TOOL       run one tool only; the other tool's column is filled from its
 #                     last run in the same mode (bench/results/last-TOOL-MODE[-warm].tsv)
 #   --no-drop-caches  keep the page cache warm between steps
+#   --runs N          run the whole comparison N times, alternating which tool goes first,
+#                     and report each step's median time (peak RSS: the highest of all runs)
 #   COFFER_BIN=PATH   use this coffer binary instead of building target/release/coffer
 #
 # Needs root for apt-get and for dropping the page cache (it runs without the latter).
 set -euo pipefail
 
-usage() { sed -n '4,13s/^# \{0,1\}//p' "$0"; }
+usage() { sed -n '4,15s/^# \{0,1\}//p' "$0"; }
 
 MODE=full
 TOOLS=(restic coffer)
 DROP=1
+RUNS=1
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --quick) MODE=quick ;;
@@ -26,6 +29,10 @@ while [[ $# -gt 0 ]]; do
             case "$2" in restic | coffer) TOOLS=("$2") ;; *) usage >&2; exit 2 ;; esac
             shift ;;
         --no-drop-caches) DROP=0 ;;
+        --runs)
+            [[ $# -ge 2 && $2 =~ ^[1-9][0-9]*$ ]] || { usage >&2; exit 2; }
+            RUNS=$2
+            shift ;;
         -h | --help) usage; exit 0 ;;
         *) usage >&2; exit 2 ;;
     esac
@@ -225,25 +232,28 @@ restored_root() { # DIR
 
 declare -A VERIFY REPO_BYTES
 do_restore_and_check() { # TOOL
-    local tool=$1 dir root
+    local tool=$1 dir root v
     tool_env "$tool"
-    dir=$DATA/restore-$tool
+    dir=$DATA/restore-$tool-$ROUND
     mkdir -p "$dir"
     run_timed "$tool" restore "$CUR_BYTES" -- "$(tool_bin "$tool")" restore latest --target "$dir"
     root=$(restored_root "$dir" || true)
     if [[ -z $root ]]; then
-        VERIFY[$tool]="MISMATCH: restored tree not found under $dir"
+        v="MISMATCH: restored tree not found under $dir"
     elif diff -r "$TREE" "$root" >"$LOGS/$tool-restore.diff" 2>&1; then
-        VERIFY[$tool]="identical (diff -r, $(find "$root" -type f | wc -l) files)"
+        v="identical (diff -r, $(find "$root" -type f | wc -l) files)"
     else
-        VERIFY[$tool]="MISMATCH: $(wc -l <"$LOGS/$tool-restore.diff") lines of diff -r in $LOGS/$tool-restore.diff"
+        v="MISMATCH: $(wc -l <"$LOGS/$tool-restore.diff") lines of diff -r in $LOGS/$tool-restore.diff"
     fi
-    if [[ ${VERIFY[$tool]} == MISMATCH* ]]; then
-        loud "$tool restore differs from the data set: ${VERIFY[$tool]}"
+    if [[ $v == MISMATCH* ]]; then
+        loud "$tool restore differs from the data set: $v"
         head -n 20 "$LOGS/$tool-restore.diff" >&2 || true
     else
-        say "$tool restore: ${VERIFY[$tool]}"
+        say "$tool restore: $v"
     fi
+    # a mismatch in any round stays in the report
+    if [[ $v == MISMATCH* ]] && ((RUNS > 1)); then v+=" (round $ROUND)"; fi
+    if [[ ${VERIFY[$tool]:-} != MISMATCH* ]]; then VERIFY[$tool]=$v; fi
     run_timed "$tool" check "$CUR_BYTES" -- "$(tool_bin "$tool")" check --read-data
     REPO_BYTES[$tool]=$(du -sb "$DATA/repo-$tool" | cut -f1)
 }
@@ -275,28 +285,63 @@ modify_5pct() {
 # compiler processes running now (pgrep -x rejects a pattern longer than 15 characters)
 # shellcheck disable=SC2009
 busy() { ps -eo comm= | grep -cxE 'rustc|cargo|cc|c\+\+|ld|ld\.lld|rust-lld|build-script-.*' || true; }
-for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t"; done
+for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t" "$DATA/restore-$t"-*; done
 START=$(date -u +%FT%TZ)
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_START=$(busy)
-CUR_BYTES=$DS_BYTES
-for t in "${TOOLS[@]}"; do
-    VERSION[$t]=$(tool_version "$t")
-    init_repo "$t"
-    do_backup "$t" first
-    do_backup "$t" rescan
+
+# One round: both tools through every step. ALL[TOOL,STEP] collects each round's raw figures.
+declare -A ALL
+one_round() { # TOOL... in the order they go
+    local t s v
+    CUR_BYTES=$DS_BYTES
+    for t in "$@"; do
+        VERSION[$t]=$(tool_version "$t")
+        init_repo "$t"
+        do_backup "$t" first
+        do_backup "$t" rescan
+    done
+    modify_5pct
+    CUR_BYTES=$(tree_bytes)
+    for t in "$@"; do do_backup "$t" second; done
+    for t in "$@"; do do_restore_and_check "$t"; done
+    revert_modification
+    for t in "$@"; do
+        for s in "${STEPS[@]}"; do
+            v=RAW_${t}_$s
+            ALL[$t,$s]+="${!v:-- - - - - -}"$'\n'
+        done
+    done
+}
+for ((ROUND = 1; ROUND <= RUNS; ROUND++)); do
+    say "round $ROUND of $RUNS"
+    # shellcheck disable=SC2046 # tool names are single words
+    if ((ROUND % 2 == 1)); then one_round "${TOOLS[@]}"; else one_round $(printf '%s\n' "${TOOLS[@]}" | tac); fi
 done
-modify_5pct
-CUR_BYTES=$(tree_bytes)
-for t in "${TOOLS[@]}"; do do_backup "$t" second; done
-for t in "${TOOLS[@]}"; do do_restore_and_check "$t"; done
 # The restored trees are deleted only now, after every restore: ext4 without a journal (as
 # here) skips inodes freed in the last 60 to 360 seconds when it allocates new ones, so a
 # restore that follows the deletion of 52k files pays for it (about 6% of its CPU, measured
-# with perf: recently_deleted under __ext4_new_inode). Leftovers of an interrupted run are
+# with perf: recently_deleted under __ext4_new_inode). Each round restores into its own
+# folder for that reason (1.3 GB per tool and round). Leftovers of an interrupted run are
 # deleted at the start, before the backups.
-for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t"; done
-revert_modification
+for t in "${TOOLS[@]}"; do rm -rf "$DATA/restore-$t"-*; done
+
+# Each step's figures: the round with the median time (the lower middle for an even count),
+# with the highest peak RSS of all rounds.
+for t in "${TOOLS[@]}"; do
+    for s in "${STEPS[@]}"; do
+        lines=$(printf '%s' "${ALL[$t,$s]}" | grep -v '^$' | sort -t' ' -k1,1g)
+        n=$(wc -l <<<"$lines")
+        mid=$(sed -n "$(((n + 1) / 2))p" <<<"$lines")
+        maxkib=$(awk '$2 ~ /^[0-9]+$/ && $2 > m { m = $2 } END { print m + 0 }' <<<"$lines")
+        fail=$(awk '$4 != "ok" { f = 1 } END { print f + 0 }' <<<"$lines")
+        read -r a b c d e f <<<"$mid"
+        if ((fail)); then d=FAIL; fi
+        printf -v "RAW_${t}_${s}" '%s %s %s %s %s %s' "$a" "$maxkib" "$c" "$d" "$e" "$f"
+        # every round's seconds, in round order, for the report
+        printf -v "ROUNDS_${t}_${s}" '%s' "$(printf '%s' "${ALL[$t,$s]}" | grep -v '^$' | awk '{ printf "%s%s", (NR > 1 ? " / " : ""), $1 }')"
+    done
+done
 LOAD_END=$(cut -d' ' -f1-3 /proc/loadavg)
 BUSY_END=$(busy)
 
@@ -371,6 +416,9 @@ OUT=$RESULTS/files-$(date +%Y-%m-%d-%H%M%S)$SUFFIX$WARM.md
         "$DS_FILES files, $DS_BYTES bytes in files ($(mib "$DS_BYTES")), du -sb $DS_DU"
     echo "- second backup: ${MODIFIED:-?} files (every 20th, sorted) each grown by 4 KiB; data set then $CUR_BYTES bytes"
     echo "- $DROP_MODE"
+    if ((RUNS > 1)); then
+        echo "- $RUNS rounds, alternating which tool goes first; each figure is the median round's (peak RSS: the highest of all rounds)"
+    fi
     echo "- load average: $LOAD_START at the start, $LOAD_END at the end;" \
         "compiler processes running: $BUSY_START at the start, $BUSY_END at the end"
     for t in restic coffer; do
@@ -397,6 +445,17 @@ OUT=$RESULTS/files-$(date +%Y-%m-%d-%H%M%S)$SUFFIX$WARM.md
         read -r cl cc <<<"$(extra_of coffer "$s")"
         echo "| $(step_label "$s") | $rc | $rl | $cc | $cl |"
     done
+    if ((RUNS > 1)); then
+        echo
+        echo "Seconds in each round (round 1: ${TOOLS[*]} in this order, then alternating):"
+        echo
+        echo "| step | restic | coffer |"
+        echo "|---|---:|---:|"
+        for s in "${STEPS[@]}"; do
+            r=ROUNDS_restic_$s c=ROUNDS_coffer_$s
+            echo "| $(step_label "$s") | ${!r:-–} | ${!c:-–} |"
+        done
+    fi
     echo
     for t in restic coffer; do
         [[ -n ${FROM[$t]:-} ]] || continue
