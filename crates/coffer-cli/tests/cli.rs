@@ -45,6 +45,8 @@ mod limits;
 mod maintenance;
 #[path = "cli/object_lock.rs"]
 mod object_lock;
+#[path = "cli/open_files.rs"]
+mod open_files;
 #[path = "cli/prune.rs"]
 mod prune;
 #[path = "cli/remote.rs"]

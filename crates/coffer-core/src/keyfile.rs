@@ -205,4 +205,29 @@ mod tests {
             ErrorKind::WrongPassword
         );
     }
+
+    /// Keys of one lane (made before 2026-12) and of four lanes (the default since) both open;
+    /// the lane count is part of the derivation, read from the file.
+    #[test]
+    fn lanes_are_read_from_the_key_file() {
+        let m = MasterKey::generate();
+        let lanes = |p_cost| KdfParams {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost,
+        };
+        let salt = [7u8; 16];
+        assert_ne!(
+            *derive(b"pw", &salt, lanes(1)).unwrap(),
+            *derive(b"pw", &salt, lanes(4)).unwrap(),
+            "the lane count changes the derived key"
+        );
+        for p_cost in [1, 4] {
+            let k = KeyFile::create(&m, b"pw", lanes(p_cost), "h", "u").unwrap();
+            let k = KeyFile::parse(&k.to_bytes()).unwrap();
+            assert_eq!(k.kdf.params.p_cost, p_cost);
+            assert_eq!(k.open(b"pw").unwrap().secret(), m.secret());
+        }
+        assert_eq!(KdfParams::default().p_cost, 4);
+    }
 }

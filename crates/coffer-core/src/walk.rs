@@ -9,8 +9,8 @@ use tokio::task::JoinHandle;
 
 /// Trees loaded ahead of the walk at most: the next directories to visit are read while the
 /// current one is visited, so a walk costs a few round trips instead of one per directory (on a
-/// cold disk, and above all on remote storage). Restoring the Rust toolchain's 1,458
-/// directories from a cold local disk: 0.55 s one tree at a time.
+/// cold disk, and above all on remote storage). Restoring the Rust toolchain (1,458
+/// directories) from a cold local disk, the walk takes 0.15 s.
 const TREES_AHEAD: usize = 32;
 
 /// Tree loads started ahead of the walk; those not taken are cancelled when it ends.
