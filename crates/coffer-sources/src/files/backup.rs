@@ -7,7 +7,9 @@
 //!   [`JOB_QUEUE`] files ahead); it emits each directory, as a list of pending entries, after its
 //!   subdirectories (post-order). Directory listings come from a small pool
 //!   ([`super::lister`]) that lists ahead of it;
-//! - workers (one per core) read, chunk, hash and store queued files;
+//! - workers ([`FileBackupOptions::workers`]; the CLI starts twice as many as there are cores,
+//!   so that readers waiting on a cold disk leave the CPU to the others) read, chunk, hash and
+//!   store queued files;
 //! - the finisher takes directories in that post-order, waits for their entries, and stores
 //!   each tree; the root comes last.
 //!
