@@ -284,3 +284,23 @@ fn every_password_source_and_a_file_url_open_the_repository() {
     let out = env.run_cmd(cmd).assert_failure();
     assert!(out.stderr.to_lowercase().contains("password"), "{out}");
 }
+
+/// `coffer snapshots | head`: a reader that goes away ends the listing quietly, with the status
+/// a shell gives a process ended by SIGPIPE, and no panic message.
+#[test]
+fn a_closed_output_pipe_ends_the_listing_quietly() {
+    let env = env_with_repo();
+    let src = env.path("src");
+    write_files(&src, &[("a.txt", b"a")]);
+    env.backup([s(&src)]);
+    let mut cmd = env.cmd(["snapshots"]);
+    cmd.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().unwrap();
+    // Close the reading end before the listing is printed (opening the repository comes first).
+    drop(child.stdout.take());
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(141), "stderr: {stderr}");
+    assert!(!stderr.contains("panicked"), "stderr: {stderr}");
+}

@@ -136,8 +136,9 @@ fn client_errors(stderr: &str) -> String {
     lines.join(" | ")
 }
 
-/// Blocks SIGPIPE in the calling thread. The `coffer` binary restores SIGPIPE's default action
-/// (it ends the process, for `coffer ... | head`): without this, a client that stops reading
+/// Blocks SIGPIPE in the calling thread. The `coffer` binary ignores SIGPIPE, but a program
+/// using this library may give it its default action (which ends the process): then a client
+/// that stops reading
 /// (it failed on a statement: a full disk, a bad row) would kill Coffer silently mid-write
 /// instead of the write failing with EPIPE and the client's error being reported. SIGPIPE is
 /// sent to the writing thread, so blocking it here affects nothing else.
