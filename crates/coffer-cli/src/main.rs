@@ -7,6 +7,7 @@ mod output;
 
 use clap::Parser;
 use std::process::ExitCode;
+use std::time::{Duration, Instant};
 
 /// Raises the soft limit on open files to the hard limit, as Go programs (restic) do: a file
 /// backup keeps hundreds of files open ahead of its readers, and the usual soft limit of 1024
@@ -69,6 +70,23 @@ fn quiet_on_closed_output() {
     }));
 }
 
+/// How long tasks that outlive the command get to finish.
+const CLEANUP_GRACE: Duration = Duration::from_secs(2);
+
+/// Waits until no task is left on the runtime, for at most [`CLEANUP_GRACE`]. Closing an SFTP
+/// connection is such a task: it tells the connection's ssh master to exit (`ssh -O exit`), and
+/// the master runs with `ControlPersist=yes`, so a command that ended without it left an ssh
+/// process (and a session on the server) behind for good. Lock refreshers are aborted with their
+/// lock; on a local repository nothing is left and this returns at once.
+fn let_cleanup_finish(rt: &tokio::runtime::Runtime) {
+    let deadline = Instant::now() + CLEANUP_GRACE;
+    rt.block_on(async {
+        while rt.metrics().num_alive_tasks() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    });
+}
+
 fn main() -> ExitCode {
     quiet_on_closed_output();
     raise_open_file_limit();
@@ -89,7 +107,8 @@ fn main() -> ExitCode {
             code
         }
     };
-    // Do not wait for background tasks (lock refreshers) to notice the runtime is gone.
+    let_cleanup_finish(&rt);
+    // Past the grace, do not wait for what is left (a read stuck on a dead network mount).
     rt.shutdown_background();
     ExitCode::from(code)
 }

@@ -1037,6 +1037,12 @@ impl SftpServer {
 
 impl Drop for SftpServer {
     fn drop(&mut self) {
+        // ssh masters run with ControlPersist=yes: any left (a failed test) would outlive the
+        // test run.
+        for pid in self.client_processes() {
+            // SAFETY: sending a signal has no memory effects.
+            unsafe { libc::kill(pid as i32, libc::SIGTERM) };
+        }
         let entry = format!("[127.0.0.1]:{} ", self.port);
         if let Some(client) = SSH_CLIENT.get() {
             let _guard = client.lock.lock().unwrap_or_else(|p| p.into_inner());

@@ -185,4 +185,15 @@ fn the_cli_flow_on_google_cloud_storage() {
 fn the_cli_flow_on_sftp() {
     let sftp = coffer_testkit::servers::SftpServer::start();
     cli_flow(&sftp.url("cli/repo"), &sftp.options());
+    // Every command closed its ssh connection before exiting: ssh masters run with
+    // ControlPersist=yes, so one left behind would stay for good (one per command).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while !sftp.client_processes().is_empty() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(
+        sftp.client_processes(),
+        Vec::<u32>::new(),
+        "ssh processes left behind by coffer commands"
+    );
 }
