@@ -20,6 +20,7 @@
 use super::exclude::Excludes;
 use super::lister::{self, Lister, ScanAhead};
 use super::meta::{kind_of, node_from, Names};
+use super::page_cache;
 use super::promise::Promise;
 use coffer_core::tree::{ByteName, Node, NodeKind, Tree};
 use coffer_core::{BackupSession, BlobReader, Error, ErrorKind, Id, Result};
@@ -107,6 +108,9 @@ struct Job {
     /// Bytes the walker asked the kernel to read ahead for this file (counted in
     /// [`ReadAhead`] until a worker takes the job).
     ahead: u64,
+    /// None of the file's pages were cached when the walker opened it: the worker drops from
+    /// the cache what it reads ([`page_cache`]).
+    uncached: bool,
     done: Promise<FileOutcome>,
 }
 
@@ -149,17 +153,38 @@ fn job_queue(workers: usize) -> usize {
 /// at once on a cold cache.
 pub(crate) const LISTING_THREADS: usize = 3;
 
-/// Opens a file for a worker and, within [`PREFETCH_BUDGET`], starts reading its first bytes in
-/// the background. Returns the file and the bytes asked for (added to `ahead`).
-fn open_ahead(path: &Path, size: u64, ahead: &ReadAhead) -> (std::io::Result<std::fs::File>, u64) {
+/// A file opened for a worker by [`open_ahead`].
+struct Opened {
+    file: std::io::Result<std::fs::File>,
+    /// Bytes asked to be read ahead (added to the walker's [`ReadAhead`]).
+    ahead: u64,
+    /// No page of the file was cached before (see [`page_cache`]).
+    uncached: bool,
+}
+
+/// Opens a file for a worker, tells whether any of it is cached, and, within
+/// [`PREFETCH_BUDGET`], starts reading its first bytes in the background.
+fn open_ahead(path: &Path, size: u64, ahead: &ReadAhead) -> Opened {
     use std::sync::atomic::Ordering;
     let f = match std::fs::File::open(path) {
         Ok(f) => f,
-        Err(e) => return (Err(e), 0),
+        Err(e) => {
+            return Opened {
+                file: Err(e),
+                ahead: 0,
+                uncached: false,
+            }
+        }
     };
+    // Asked before the read-ahead below brings pages in.
+    let uncached = size >= page_cache::MIN_SIZE && page_cache::uncached(&f);
     let len = size.min(PREFETCH_BYTES);
     if len == 0 || ahead.load(Ordering::Relaxed) + len > PREFETCH_BUDGET {
-        return (Ok(f), 0);
+        return Opened {
+            file: Ok(f),
+            ahead: 0,
+            uncached,
+        };
     }
     use std::os::unix::io::AsRawFd;
     // SAFETY: a plain system call on an open descriptor; the advice is only a hint.
@@ -172,7 +197,11 @@ fn open_ahead(path: &Path, size: u64, ahead: &ReadAhead) -> (std::io::Result<std
         )
     };
     ahead.fetch_add(len, Ordering::Relaxed);
-    (Ok(f), len)
+    Opened {
+        file: Ok(f),
+        ahead: len,
+        uncached,
+    }
 }
 
 #[derive(Default)]
@@ -330,13 +359,14 @@ impl Walker {
                     self.hardlinks
                         .insert((md.dev(), md.ino()), (g, done.clone()));
                 }
-                let (file, ahead) = open_ahead(abs, node.size, &self.ahead);
+                let opened = open_ahead(abs, node.size, &self.ahead);
                 if self
                     .jobs
                     .send(Job {
                         path: abs.to_path_buf(),
-                        file,
-                        ahead,
+                        file: opened.file,
+                        ahead: opened.ahead,
+                        uncached: opened.uncached,
                         done: done.clone(),
                     })
                     .is_err()
@@ -432,7 +462,12 @@ fn worker(
                     .metadata()
                     .ok()
                     .map(|m| (m.len(), m.mtime(), m.mtime_nsec()));
-                match session.save_stream(&f) {
+                let saved = if job.uncached {
+                    session.save_stream(page_cache::Dropping::new(&f))
+                } else {
+                    session.save_stream(&f)
+                };
+                match saved {
                     Ok(c) => {
                         let after = f
                             .metadata()

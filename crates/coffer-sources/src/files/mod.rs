@@ -4,6 +4,7 @@ mod backup;
 mod exclude;
 mod lister;
 mod meta;
+mod page_cache;
 mod promise;
 mod restore;
 
