@@ -219,6 +219,57 @@ async fn unsupported_schemes_are_rejected() {
     assert_eq!(err.kind(), ErrorKind::InvalidInput);
 }
 
+/// How many pages of the file at `path` are in the page cache (Linux's `cachestat`, 6.5+).
+#[cfg(target_os = "linux")]
+fn cached_pages(path: &Path) -> u64 {
+    use std::os::fd::AsRawFd;
+    let f = std::fs::File::open(path).unwrap();
+    let range = [0u64, 0]; // offset, length (0: to the end)
+    let mut stat = [0u64; 5]; // nr_cache first
+    // SAFETY: the kernel reads `range` and writes `stat`, both live for the call.
+    let rc = unsafe {
+        libc::syscall(
+            451, // cachestat
+            f.as_raw_fd() as libc::c_uint,
+            range.as_ptr(),
+            stat.as_mut_ptr(),
+            0 as libc::c_uint,
+        )
+    };
+    assert_eq!(rc, 0, "cachestat: {}", std::io::Error::last_os_error());
+    stat[0]
+}
+
+/// A pack written to a local repository leaves the page cache once it is synced (a backup
+/// does not fill the cache with its own output); other objects, read again soon, stay.
+#[cfg(target_os = "linux")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn written_packs_leave_the_page_cache() {
+    // On a disk-backed file system: tmpfs (Debian's /tmp) keeps its pages.
+    let dir = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let root = dir.path().join("repo");
+    let backend = open_local(&root).await;
+    backend.create().await.unwrap();
+    let data = Bytes::from((0..4u32 << 20).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    let pack = Id::sha256(&data);
+    backend.write(FileType::Pack, &pack, data.clone()).await.unwrap();
+    let index = Id::sha256(b"index");
+    backend
+        .write(FileType::Index, &index, data.clone())
+        .await
+        .unwrap();
+    assert_eq!(
+        cached_pages(&root.join(object_path(FileType::Pack, &pack))),
+        0,
+        "pages of a written pack are still cached"
+    );
+    assert!(
+        cached_pages(&root.join(object_path(FileType::Index, &index))) > 0,
+        "an index file was dropped from the cache too (or nothing is cached here)"
+    );
+    assert_eq!(backend.read(FileType::Pack, &pack).await.unwrap(), data);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_temp_files_visible_after_writes() {
     let dir = tempfile::tempdir().unwrap();
