@@ -79,9 +79,13 @@ impl FromStr for Compression {
     }
 }
 
+/// A thread's zstd compressor, for one level, with the buffer it compresses into (kept between
+/// blobs: allocating a fresh chunk-sized buffer per blob made glibc return and re-fault the
+/// memory each time).
+type ZstdSlot = (i32, zstd::bulk::Compressor<'static>, Vec<u8>);
+
 thread_local! {
-    static ZSTD: std::cell::RefCell<Option<(i32, zstd::bulk::Compressor<'static>)>> =
-        const { std::cell::RefCell::new(None) };
+    static ZSTD: std::cell::RefCell<Option<ZstdSlot>> = const { std::cell::RefCell::new(None) };
 }
 
 thread_local! {
@@ -99,22 +103,50 @@ fn zstd_decompress(data: &[u8], capacity: usize) -> std::io::Result<Vec<u8>> {
     })
 }
 
-fn zstd_compress(data: &[u8], level: i32) -> std::io::Result<Vec<u8>> {
+/// Compresses `data` with zstd at `level` and, if that makes it smaller, appends the codec byte
+/// and the compressed bytes to `out` and returns true.
+fn zstd_encode_into(data: &[u8], level: i32, out: &mut Vec<u8>) -> bool {
     ZSTD.with(|cell| {
         let mut slot = cell.borrow_mut();
-        if slot.as_ref().map(|(l, _)| *l) != Some(level) {
-            *slot = Some((level, zstd::bulk::Compressor::new(level)?));
+        if slot.as_ref().map(|(l, _, _)| *l) != Some(level) {
+            match zstd::bulk::Compressor::new(level) {
+                Ok(c) => *slot = Some((level, c, Vec::new())),
+                Err(_) => return false,
+            }
         }
-        slot.as_mut().unwrap().1.compress(data)
+        let (_, compressor, buf) = slot.as_mut().unwrap();
+        buf.clear();
+        buf.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        match compressor.compress_to_buffer(data, buf) {
+            Ok(n) if n < data.len() => {
+                out.push(CODEC_ZSTD);
+                out.extend_from_slice(&buf[..n]);
+                true
+            }
+            _ => false,
+        }
     })
 }
 
 impl Compression {
     /// Compresses `data` and frames it; falls back to codec 0 when compression does not help.
     pub fn encode(&self, data: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.encode_into(data, &mut out);
+        out
+    }
+
+    /// Appends `data`, compressed and framed as [`Compression::encode`] returns it, to `out`.
+    /// With zstd nothing is allocated once the thread has compressed a blob of that size.
+    pub fn encode_into(&self, data: &[u8], out: &mut Vec<u8>) {
         let packed: Option<(u8, Vec<u8>)> = match *self {
             Compression::None => None,
-            Compression::Zstd(l) => zstd_compress(data, l).ok().map(|v| (CODEC_ZSTD, v)),
+            Compression::Zstd(l) => {
+                if zstd_encode_into(data, l, out) {
+                    return;
+                }
+                None
+            }
             Compression::Lz4 => Some((CODEC_LZ4, lz4_flex::compress_prepend_size(data))),
             Compression::Gzip(l) => {
                 let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::new(l));
@@ -133,16 +165,12 @@ impl Compression {
         };
         match packed {
             Some((codec, v)) if v.len() < data.len() => {
-                let mut out = Vec::with_capacity(v.len() + 1);
                 out.push(codec);
                 out.extend_from_slice(&v);
-                out
             }
             _ => {
-                let mut out = Vec::with_capacity(data.len() + 1);
                 out.push(CODEC_NONE);
                 out.extend_from_slice(data);
-                out
             }
         }
     }
@@ -212,6 +240,34 @@ mod tests {
                 prop_assert!(f.len() <= data.len() + 1);
                 prop_assert_eq!(decode(&f, Some(data.len()), 1 << 20).unwrap(), data.clone());
             }
+        }
+    }
+
+    /// `encode_into` appends to what `out` holds, reusing a thread's buffers across blobs of
+    /// varied sizes and kinds, and gives the bytes `encode` gives.
+    #[test]
+    fn encode_into_appends_what_encode_returns() {
+        let mut noise = vec![0u8; 300_000];
+        rand::fill(&mut noise[..]);
+        let blobs: Vec<Vec<u8>> = vec![
+            vec![5u8; 2_000_000],
+            b"short".to_vec(),
+            noise,
+            (0..1_000_000u32).map(|i| (i % 7) as u8).collect(),
+            Vec::new(),
+        ];
+        for c in all() {
+            let mut out = b"lead".to_vec();
+            for blob in &blobs {
+                let before = out.len();
+                c.encode_into(blob, &mut out);
+                assert_eq!(&out[before..], &c.encode(blob)[..], "{c}");
+                assert_eq!(
+                    decode(&out[before..], Some(blob.len()), 4 << 20).unwrap(),
+                    *blob
+                );
+            }
+            assert_eq!(&out[..4], b"lead");
         }
     }
 

@@ -12,7 +12,7 @@
 
 use crate::error::{Error, Result};
 use crate::id::Id;
-use aes_gcm::aead::{Aead, KeyInit, Payload};
+use aes_gcm::aead::{Aead, AeadInOut, KeyInit, Payload};
 use aes_gcm::{Aes128Gcm, Aes256Gcm};
 use chacha20poly1305::ChaCha20Poly1305;
 use std::fmt;
@@ -180,6 +180,31 @@ impl Cipher {
         out.expect("AEAD encryption of an in-memory buffer cannot fail")
     }
 
+    /// Seals `buf[start..]` in place and appends the tag: `buf[start..]` then holds exactly what
+    /// [`Cipher::seal`] returns for that plaintext, without a buffer of its own. Callers
+    /// guarantee the nonce is unique under this cipher (rule 2).
+    pub fn seal_append(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>, start: usize) {
+        let n = nonce.into();
+        let msg = &mut buf[start..];
+        let tag = match self.alg {
+            Encryption::Aes256Gcm => Aes256Gcm::new((&*self.key).into())
+                .encrypt_inout_detached(n, aad, msg.into())
+                .map(|t| t.to_vec()),
+            Encryption::Aes128Gcm => {
+                let k: &[u8; 16] = self.key[..16].try_into().expect("16 bytes");
+                Aes128Gcm::new(k.into())
+                    .encrypt_inout_detached(n, aad, msg.into())
+                    .map(|t| t.to_vec())
+            }
+            Encryption::ChaCha20Poly1305 => ChaCha20Poly1305::new((&*self.key).into())
+                .encrypt_inout_detached(n, aad, msg.into())
+                .map(|t| t.to_vec()),
+            Encryption::None => Ok(none_mac(&self.key, nonce, aad, msg).to_vec()),
+        };
+        let tag = tag.expect("AEAD encryption of an in-memory buffer cannot fail");
+        buf.extend_from_slice(&tag);
+    }
+
     /// Opens what [`Cipher::seal`] produced; fails if any byte, the nonce or the aad differ.
     pub fn open(&self, nonce: &[u8; 12], aad: &[u8], sealed: &[u8]) -> Result<Vec<u8>> {
         let payload = Payload { msg: sealed, aad };
@@ -262,6 +287,20 @@ mod tests {
             let i = bad.len() - 1;
             bad[i] ^= 1;
             prop_assert!(open_object(&key, alg, b"aad", &bad).is_err());
+        }
+
+        /// Sealing in place, after other bytes, gives exactly what `seal` gives, and opens.
+        #[test]
+        fn seal_append_is_seal(data in proptest::collection::vec(any::<u8>(), 0..5000), alg in 0usize..4, lead in 0usize..100) {
+            let key = MasterKey::generate();
+            let cipher = key.cipher(ALL[alg], &[7u8; 32]);
+            let nonce = [3u8; 12];
+            let mut buf = vec![0xAA; lead];
+            buf.extend_from_slice(&data);
+            cipher.seal_append(&nonce, b"aad", &mut buf, lead);
+            prop_assert!(buf[..lead].iter().all(|b| *b == 0xAA), "bytes before start changed");
+            prop_assert_eq!(&buf[lead..], &cipher.seal(&nonce, b"aad", &data)[..]);
+            prop_assert_eq!(cipher.open(&nonce, b"aad", &buf[lead..]).unwrap(), data);
         }
     }
 

@@ -98,10 +98,19 @@ pub struct FinishedPack {
 impl PackWriter {
     /// A new empty pack with a fresh salt (rule 1: one subkey per pack).
     pub fn new(key: &MasterKey, alg: Encryption) -> Self {
+        Self::with_buffer(key, alg, None)
+    }
+
+    /// A new empty pack with a fresh salt (rule 1), built in `buf` (emptied first) when given,
+    /// so that a buffer of an uploaded pack serves again.
+    pub fn with_buffer(key: &MasterKey, alg: Encryption, buf: Option<Vec<u8>>) -> Self {
         let mut salt = [0u8; 32];
         rand::fill(&mut salt);
+        let mut buf = buf.unwrap_or_default();
+        buf.clear();
+        buf.reserve(PACK_TARGET_SIZE + 4 * 1024 * 1024);
         PackWriter {
-            buf: Vec::with_capacity(PACK_TARGET_SIZE + 4 * 1024 * 1024),
+            buf,
             salt,
             cipher: key.cipher(alg, &salt),
             entries: Vec::new(),
@@ -111,12 +120,16 @@ impl PackWriter {
     /// Seals and appends one blob whose framed plaintext (codec byte + payload) is given.
     /// Rule 2: the nonce is the blob's offset, unique in this pack.
     pub fn add(&mut self, blob_type: BlobType, id: Id, framed: &[u8], ulen: u32) -> u32 {
-        let offset = u32::try_from(self.buf.len()).expect("packs stay far below 4 GiB");
-        let sealed = self
-            .cipher
-            .seal(&blob_nonce(offset), &blob_aad(blob_type, &id), framed);
-        self.buf.extend_from_slice(&sealed);
-        let length = sealed.len() as u32;
+        let start = self.buf.len();
+        let offset = u32::try_from(start).expect("packs stay far below 4 GiB");
+        self.buf.extend_from_slice(framed);
+        self.cipher.seal_append(
+            &blob_nonce(offset),
+            &blob_aad(blob_type, &id),
+            &mut self.buf,
+            start,
+        );
+        let length = (self.buf.len() - start) as u32;
         self.entries.push(PackEntry {
             blob_type,
             id,
