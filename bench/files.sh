@@ -163,7 +163,7 @@ tool_version() {
         coffer) printf 'coffer %s (binary of %s; git %s%s)' "$("$COFFER" --version 2>/dev/null | awk '{print $NF}' || true)" \
             "$(date -u -r "$COFFER" +%FT%TZ)" \
             "$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo none)" \
-            "$(if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain 2>/dev/null) ]]; then echo ', uncommitted changes'; fi)" ;;
+            "$(if [[ -n $(git -C "$ROOT" --no-optional-locks status --porcelain -- . ':(exclude)bench/results' 2>/dev/null) ]]; then echo ', uncommitted changes'; fi)" ;;
     esac
 }
 
