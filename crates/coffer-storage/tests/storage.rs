@@ -224,8 +224,9 @@ async fn unsupported_schemes_are_rejected() {
 fn cached_pages(path: &Path) -> u64 {
     use std::os::fd::AsRawFd;
     let f = std::fs::File::open(path).unwrap();
-    let range = [0u64, 0]; // offset, length (0: to the end)
-    let mut stat = [0u64; 5]; // nr_cache first
+    // The range: offset, length (0: to the end); the answer: nr_cache first.
+    let range = [0u64, 0];
+    let mut stat = [0u64; 5];
     // SAFETY: the kernel reads `range` and writes `stat`, both live for the call.
     let rc = unsafe {
         libc::syscall(
@@ -250,9 +251,16 @@ async fn written_packs_leave_the_page_cache() {
     let root = dir.path().join("repo");
     let backend = open_local(&root).await;
     backend.create().await.unwrap();
-    let data = Bytes::from((0..4u32 << 20).map(|i| (i % 253) as u8).collect::<Vec<u8>>());
+    let data = Bytes::from(
+        (0..4u32 << 20)
+            .map(|i| (i % 253) as u8)
+            .collect::<Vec<u8>>(),
+    );
     let pack = Id::sha256(&data);
-    backend.write(FileType::Pack, &pack, data.clone()).await.unwrap();
+    backend
+        .write(FileType::Pack, &pack, data.clone())
+        .await
+        .unwrap();
     let index = Id::sha256(b"index");
     backend
         .write(FileType::Index, &index, data.clone())
