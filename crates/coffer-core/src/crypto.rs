@@ -156,33 +156,15 @@ impl Cipher {
     /// Seals `plaintext` with `nonce` and associated data `aad`; returns ciphertext plus tag.
     /// Callers guarantee the nonce is unique under this cipher (rule 2).
     pub fn seal(&self, nonce: &[u8; 12], aad: &[u8], plaintext: &[u8]) -> Vec<u8> {
-        let payload = Payload {
-            msg: plaintext,
-            aad,
-        };
-        let n = nonce.into();
-        let out = match self.alg {
-            Encryption::Aes256Gcm => Aes256Gcm::new((&*self.key).into()).encrypt(n, payload),
-            Encryption::Aes128Gcm => {
-                let k: &[u8; 16] = self.key[..16].try_into().expect("16 bytes");
-                Aes128Gcm::new(k.into()).encrypt(n, payload)
-            }
-            Encryption::ChaCha20Poly1305 => {
-                ChaCha20Poly1305::new((&*self.key).into()).encrypt(n, payload)
-            }
-            Encryption::None => {
-                let mut v = Vec::with_capacity(plaintext.len() + 32);
-                v.extend_from_slice(plaintext);
-                v.extend_from_slice(&none_mac(&self.key, nonce, aad, plaintext));
-                Ok(v)
-            }
-        };
-        out.expect("AEAD encryption of an in-memory buffer cannot fail")
+        let mut out = Vec::with_capacity(plaintext.len() + 32);
+        out.extend_from_slice(plaintext);
+        self.seal_append(nonce, aad, &mut out, 0);
+        out
     }
 
-    /// Seals `buf[start..]` in place and appends the tag: `buf[start..]` then holds exactly what
-    /// [`Cipher::seal`] returns for that plaintext, without a buffer of its own. Callers
-    /// guarantee the nonce is unique under this cipher (rule 2).
+    /// Seals `buf[start..]` in place and appends the tag: `buf[start..]` then holds the
+    /// ciphertext and tag ([`Cipher::seal`] for that plaintext), without a buffer of its own.
+    /// Callers guarantee the nonce is unique under this cipher (rule 2).
     pub fn seal_append(&self, nonce: &[u8; 12], aad: &[u8], buf: &mut Vec<u8>, start: usize) {
         let n = nonce.into();
         let msg = &mut buf[start..];
@@ -275,6 +257,29 @@ mod tests {
         Encryption::None,
     ];
 
+    /// Sealing as the format defines it, with each crate's one-shot encryption: ciphertext then
+    /// tag; for `none`, the plaintext then its keyed BLAKE3 MAC.
+    fn reference_seal(cipher: &Cipher, nonce: &[u8; 12], aad: &[u8], msg: &[u8]) -> Vec<u8> {
+        let payload = Payload { msg, aad };
+        let n = nonce.into();
+        let out = match cipher.alg {
+            Encryption::Aes256Gcm => Aes256Gcm::new((&*cipher.key).into()).encrypt(n, payload),
+            Encryption::Aes128Gcm => {
+                let k: &[u8; 16] = cipher.key[..16].try_into().unwrap();
+                Aes128Gcm::new(k.into()).encrypt(n, payload)
+            }
+            Encryption::ChaCha20Poly1305 => {
+                ChaCha20Poly1305::new((&*cipher.key).into()).encrypt(n, payload)
+            }
+            Encryption::None => {
+                let mut v = msg.to_vec();
+                v.extend_from_slice(&none_mac(&cipher.key, nonce, aad, msg));
+                Ok(v)
+            }
+        };
+        out.unwrap()
+    }
+
     proptest! {
         #[test]
         fn seal_open_round_trip(data in proptest::collection::vec(any::<u8>(), 0..5000), alg in 0usize..4) {
@@ -289,7 +294,8 @@ mod tests {
             prop_assert!(open_object(&key, alg, b"aad", &bad).is_err());
         }
 
-        /// Sealing in place, after other bytes, gives exactly what `seal` gives, and opens.
+        /// Sealing in place, after other bytes, gives exactly what the one-shot AEAD encryption
+        /// (and `seal`) gives, and opens.
         #[test]
         fn seal_append_is_seal(data in proptest::collection::vec(any::<u8>(), 0..5000), alg in 0usize..4, lead in 0usize..100) {
             let key = MasterKey::generate();
@@ -299,6 +305,7 @@ mod tests {
             buf.extend_from_slice(&data);
             cipher.seal_append(&nonce, b"aad", &mut buf, lead);
             prop_assert!(buf[..lead].iter().all(|b| *b == 0xAA), "bytes before start changed");
+            prop_assert_eq!(&buf[lead..], &reference_seal(&cipher, &nonce, b"aad", &data)[..]);
             prop_assert_eq!(&buf[lead..], &cipher.seal(&nonce, b"aad", &data)[..]);
             prop_assert_eq!(cipher.open(&nonce, b"aad", &buf[lead..]).unwrap(), data);
         }
