@@ -552,10 +552,20 @@ impl AzureServer {
         )
     }
 
-    /// Creates another container (a SharedKey-signed `PUT`).
+    /// Creates another container (a SharedKey-signed `PUT`). A connection refused or reset is
+    /// retried for a few seconds: Azurite opens its port before it serves requests.
     pub fn create_container(&self, name: &str) {
         let path = format!("/{AZURITE_ACCOUNT}/{name}");
-        let res = self.signed_request("PUT", &path, &[("restype", "container")], AZURITE_KEY);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let res = loop {
+            let res = self.signed_request("PUT", &path, &[("restype", "container")], AZURITE_KEY);
+            match res {
+                Err(_) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100))
+                }
+                res => break res,
+            }
+        };
         expect_status(
             &format!("creating container {name} on Azurite"),
             res,
