@@ -38,6 +38,11 @@ pub struct Global {
     /// Do without the local cache of a remote repository's index files and snapshots.
     #[arg(long, global = true)]
     pub no_cache: bool,
+    /// Read without taking the repository's shared lock (restore, verify, check, dump, and the
+    /// source of copy), for a repository this user may not write to. No prune may run
+    /// meanwhile. Without it, a read-only repository is read without a lock after a warning.
+    #[arg(long, global = true)]
+    pub no_lock: bool,
     /// Keep the local cache here (default: the user's cache folder, ~/.cache/coffer).
     #[arg(long, global = true, value_name = "DIR", env = "COFFER_CACHE_DIR")]
     pub cache_dir: Option<PathBuf>,

@@ -259,7 +259,8 @@ impl Ctx {
 
     /// Opens the repository, takes a lock, and only then loads the index: a prune (which
     /// holds the exclusive lock) can then neither remove index files while they are read nor
-    /// delete packs this command goes on to rely on. A failed load releases the lock.
+    /// delete packs this command goes on to rely on. A failed load releases the lock. For
+    /// commands that write; those that only read use [`Ctx::open_for_reading`].
     pub async fn open_locked(
         &self,
         exclusive: bool,
@@ -274,6 +275,68 @@ impl Ctx {
                 Err(e.into())
             }
         }
+    }
+}
+
+impl Ctx {
+    /// Opens the repository for a command that only reads, with the shared lock of
+    /// [`Ctx::open_locked`] when it can be taken (see [`read_lock`]).
+    pub async fn open_for_reading(&self, command: &str) -> Result<(Repository<Indexed>, ReadLock)> {
+        let repo = self.open().await?;
+        let lock = read_lock(&repo, command, self.global.no_lock).await?;
+        match repo.load_index().await {
+            Ok(repo) => Ok((repo, lock)),
+            Err(e) => {
+                lock.release().await.ok();
+                Err(e.into())
+            }
+        }
+    }
+}
+
+/// The shared lock of a command that only reads, or none.
+pub enum ReadLock {
+    /// The shared lock: no prune can start until it is released.
+    Held(coffer_core::lock::LockGuard),
+    /// No lock: `--no-lock`, or the storage refuses this user's writes.
+    None,
+}
+
+impl ReadLock {
+    /// Removes the lock, if one is held.
+    pub async fn release(self) -> coffer_core::Result<()> {
+        match self {
+            ReadLock::Held(lock) => lock.release().await,
+            ReadLock::None => Ok(()),
+        }
+    }
+}
+
+/// Takes the shared lock for reading, unless `no_lock`. A repository this user may only read
+/// (a read-only mount or file system, read-only credentials, a write-protected copy) cannot
+/// hold a lock: a restore must still work there, so it goes on without one after a warning
+/// naming the risk, as restic's `--no-lock` would but without having to know the flag at 3 a.m.
+/// Any other failure to lock (the storage unreachable, another process's exclusive lock) stops.
+pub async fn read_lock<S: coffer_core::Opened>(
+    repo: &Repository<S>,
+    command: &str,
+    no_lock: bool,
+) -> Result<ReadLock> {
+    if no_lock {
+        return Ok(ReadLock::None);
+    }
+    match repo.lock(false, command).await {
+        Ok(lock) => Ok(ReadLock::Held(lock)),
+        Err(e) if e.kind() == coffer_core::ErrorKind::PermissionDenied => {
+            eprintln!(
+                "coffer: warning: cannot write a lock to {}: the storage refuses this user's \
+                 writes, so {command} reads without a lock; a prune run meanwhile from elsewhere \
+                 could remove data it needs (--no-lock skips the attempt)",
+                repo.backend().location()
+            );
+            Ok(ReadLock::None)
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -49,6 +49,8 @@ mod object_lock;
 mod open_files;
 #[path = "cli/prune.rs"]
 mod prune;
+#[path = "cli/read_only.rs"]
+mod read_only;
 #[path = "cli/remote.rs"]
 mod remote;
 #[path = "cli/roundtrip.rs"]

@@ -23,8 +23,11 @@ pub enum ErrorKind {
     Ambiguous,
     /// The caller gave a value that cannot be used (a bad option, a bad name).
     InvalidInput,
-    /// The storage backend failed (I/O, network, permissions, full disk).
+    /// The storage backend failed (I/O, network, full disk).
     Storage,
+    /// The repository's storage refused an operation for lack of permission: a read-only file
+    /// system or mount, file permissions, or credentials that may not do it (read-only keys).
+    PermissionDenied,
     /// The operation was interrupted (SIGINT) before it completed.
     Interrupted,
     /// The repository uses a format or feature this version does not support.

@@ -1,9 +1,11 @@
 //! Mapping OpenDAL errors into Coffer's [`coffer_core::Error`].
 //!
-//! A missing object becomes [`ErrorKind::NotFound`]; anything else becomes
-//! [`ErrorKind::Storage`]. An error is retryable when OpenDAL marks it temporary; once the retry
-//! layer has given up it marks the error persistent, so errors that reach the caller after the
-//! retries are normally not retryable.
+//! A missing object becomes [`ErrorKind::NotFound`], a refusal for lack of permission (a
+//! read-only file system, file permissions, read-only credentials)
+//! [`ErrorKind::PermissionDenied`]; anything else becomes [`ErrorKind::Storage`]. An error is
+//! retryable when OpenDAL marks it temporary; once the retry layer has given up it marks the
+//! error persistent, so errors that reach the caller after the retries are normally not
+//! retryable.
 //!
 //! [`diagnose`] recognises the failures users must act on (missing bucket, bad credentials,
 //! unreachable host, untrusted host key) so that messages can say which one it is.
@@ -13,11 +15,67 @@ use coffer_core::{Error, ErrorKind};
 /// Converts an OpenDAL error into a Coffer error, with `context` describing what we were doing
 /// ("reading pack 1a2b3c4d").
 pub(crate) fn from_opendal(err: opendal::Error, context: impl Into<String>) -> Error {
-    let kind = match err.kind() {
-        opendal::ErrorKind::NotFound => ErrorKind::NotFound,
-        _ => ErrorKind::Storage,
-    };
-    from_opendal_as(kind, err, context)
+    from_opendal_as(kind_of(&err), err, context)
+}
+
+/// The kind of an OpenDAL error: a missing object, a refusal for lack of permission (see
+/// [`is_refused`]), or any other storage failure.
+pub(crate) fn kind_of(err: &opendal::Error) -> ErrorKind {
+    if err.kind() == opendal::ErrorKind::NotFound {
+        ErrorKind::NotFound
+    } else if is_refused(err) {
+        ErrorKind::PermissionDenied
+    } else {
+        ErrorKind::Storage
+    }
+}
+
+/// Whether the storage refused the operation for lack of permission: OpenDAL says so, or the
+/// I/O error behind it is a permission error or a read-only file system.
+pub(crate) fn is_refused(err: &opendal::Error) -> bool {
+    if err.kind() == opendal::ErrorKind::PermissionDenied {
+        return true;
+    }
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if is_refused_io(io.kind()) {
+                return true;
+            }
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// A local folder's refusal (see [`is_refused`]) in one plain sentence: the system's reason
+/// ("Permission denied (os error 13)", "Read-only file system (os error 30)") and what to check,
+/// without OpenDAL's request details.
+pub(crate) fn refused_locally(err: &opendal::Error, location: &str, context: String) -> Error {
+    let mut reason = "permission denied".to_string();
+    let mut source = std::error::Error::source(err);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            reason = io.to_string();
+            break;
+        }
+        source = s.source();
+    }
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "{context}: {reason}: this user may not do that in {location} (check the folder's \
+             owner and permissions, and whether its file system is mounted read-only)"
+        ),
+    )
+}
+
+/// Whether a local I/O error kind is a refusal for lack of permission.
+fn is_refused_io(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+    )
 }
 
 /// [`from_opendal`] with a chosen kind.
@@ -38,6 +96,7 @@ pub(crate) fn from_opendal_as(
 pub(crate) fn from_io(err: std::io::Error, context: impl Into<String>) -> Error {
     let kind = match err.kind() {
         std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+        k if is_refused_io(k) => ErrorKind::PermissionDenied,
         _ => ErrorKind::Storage,
     };
     let retryable = matches!(
@@ -230,10 +289,7 @@ pub(crate) fn from_opendal_redacted(
     context: impl Into<String>,
     redactor: &Redactor,
 ) -> Error {
-    let kind = kind.unwrap_or(match err.kind() {
-        opendal::ErrorKind::NotFound => ErrorKind::NotFound,
-        _ => ErrorKind::Storage,
-    });
+    let kind = kind.unwrap_or_else(|| kind_of(&err));
     let retryable = err.is_temporary();
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
@@ -275,8 +331,30 @@ mod tests {
             opendal::Error::new(opendal::ErrorKind::PermissionDenied, "no"),
             "writing z",
         );
-        assert_eq!(e.kind(), ErrorKind::Storage);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(!e.is_retryable());
+
+        // A read-only file system behind an OpenDAL error is a refusal too.
+        let erofs = opendal::Error::new(opendal::ErrorKind::Unexpected, "write")
+            .set_source(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem));
+        assert!(is_refused(&erofs));
+        let e = refused_locally(&erofs, "/mnt/backup", "cannot write lock 1a2b".into());
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        let text = e.to_string();
+        assert!(
+            text.starts_with("cannot write lock 1a2b: read-only filesystem")
+                && text.contains("/mnt/backup")
+                && !text.contains("Unexpected"),
+            "{text}"
+        );
+        assert_eq!(
+            from_io(
+                std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                "creating"
+            )
+            .kind(),
+            ErrorKind::PermissionDenied
+        );
 
         let e = from_io(
             std::io::Error::from(std::io::ErrorKind::NotFound),

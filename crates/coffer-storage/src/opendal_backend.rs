@@ -8,7 +8,10 @@
 //! built without a temporary folder and only once the root exists, and the write operator is
 //! built only when something is written (and only once the root exists, which `create` ensures).
 
-use crate::error::{diagnose, from_io, from_opendal, from_opendal_redacted, Problem, Redactor};
+use crate::error::{
+    diagnose, from_io, from_opendal, from_opendal_redacted, is_refused, refused_locally, Problem,
+    Redactor,
+};
 use crate::fault::FaultLayer;
 use crate::object_lock::{is_missing_lock_configuration, Locker};
 use crate::remote::{Remote, Service};
@@ -204,6 +207,9 @@ impl OpendalBackend {
     /// on (bad credentials, unreachable host, ...).
     fn error(&self, err: opendal::Error, context: String) -> Error {
         let Some(remote) = &self.remote else {
+            if is_refused(&err) {
+                return refused_locally(&err, &self.location, context);
+            }
             return from_opendal(err, context);
         };
         let problem = diagnose(&err);
@@ -218,7 +224,11 @@ impl OpendalBackend {
         err: opendal::Error,
         context: String,
     ) -> Error {
-        let kind = (problem == Some(Problem::MissingContainer)).then_some(ErrorKind::NotFound);
+        let kind = match problem {
+            Some(Problem::MissingContainer) => Some(ErrorKind::NotFound),
+            Some(Problem::BadCredentials) => Some(ErrorKind::PermissionDenied),
+            _ => None,
+        };
         let e = from_opendal_redacted(kind, err, context, &remote.redactor);
         match problem {
             Some(p) => e.context(self.problem_message(p)),
@@ -264,6 +274,9 @@ impl OpendalBackend {
     fn create_error(&self, err: opendal::Error, doing: &str) -> Error {
         let context = format!("{doing} {}", self.location);
         let Some(remote) = &self.remote else {
+            if is_refused(&err) {
+                return refused_locally(&err, &self.location, context);
+            }
             return from_opendal(err, context);
         };
         let problem = match diagnose(&err) {

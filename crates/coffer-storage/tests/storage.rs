@@ -543,7 +543,7 @@ async fn s3_bad_credentials_are_reported() {
     let server = S3Server::start_with_auth();
     let backend = open_remote(&server.url("repo"), &impatient_opts(server.options())).await;
     let (kind, msg) = create_fails(&backend, Duration::from_secs(10)).await;
-    assert_eq!(kind, ErrorKind::Storage, "{msg}");
+    assert_eq!(kind, ErrorKind::PermissionDenied, "{msg}");
     assert!(
         msg.contains("access to s3://coffer-test/repo at http://127.0.0.1:")
             && msg.contains("was denied: bad credentials or missing permission"),
@@ -604,7 +604,7 @@ async fn azure_backend_on_azurite() {
     );
     let backend = open_remote(&server.url("repo"), &impatient_opts(bad)).await;
     let (kind, msg) = create_fails(&backend, Duration::from_secs(10)).await;
-    assert_eq!(kind, ErrorKind::Storage, "{msg}");
+    assert_eq!(kind, ErrorKind::PermissionDenied, "{msg}");
     assert!(
         msg.contains("was denied: bad credentials or missing permission"),
         "{msg}"
@@ -685,7 +685,7 @@ async fn sftp_backend_on_sshd() {
     );
     let backend = open_remote(&server.url("denied"), &impatient_opts(bad)).await;
     let (kind, msg) = create_fails(&backend, Duration::from_secs(20)).await;
-    assert_eq!(kind, ErrorKind::Storage, "{msg}");
+    assert_eq!(kind, ErrorKind::PermissionDenied, "{msg}");
     assert!(
         msg.contains("was denied: bad credentials or missing permission"),
         "{msg}"

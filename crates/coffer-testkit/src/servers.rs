@@ -618,6 +618,29 @@ impl AzureServer {
         )
     }
 
+    /// An account SAS token (without the leading `?`) for the blob service, valid for a day,
+    /// that allows only `permissions` (`rl`: read and list, what a read-only key is given).
+    pub fn account_sas(&self, permissions: &str) -> String {
+        let version = "2019-12-12";
+        let expiry = (chrono::Utc::now() + chrono::Duration::days(1))
+            .format("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        // Account SAS string-to-sign (versions before 2020-12-06): account, permissions,
+        // services, resource types, start, expiry, IP, protocols, version, each on its line.
+        let to_sign = format!(
+            "{AZURITE_ACCOUNT}\n{permissions}\nb\nsco\n\n{expiry}\n\nhttps,http\n{version}\n"
+        );
+        let signature = base64_encode(&hmac_sha256(
+            &base64_decode(AZURITE_KEY),
+            to_sign.as_bytes(),
+        ));
+        format!(
+            "sv={version}&ss=b&srt=sco&sp={permissions}&se={}&spr=https,http&sig={}",
+            percent_encode(&expiry),
+            percent_encode(&signature)
+        )
+    }
+
     /// `az://CONTAINER/PREFIX` for the test container.
     pub fn url(&self, prefix: &str) -> String {
         format!("az://{}/{prefix}", self.container)
@@ -636,6 +659,19 @@ impl AzureServer {
     pub fn pid(&self) -> u32 {
         self.process.pid()
     }
+}
+
+/// `s` with every byte but ASCII letters and digits as `%XX` (query string values).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
 }
 
 fn hmac_sha256(key: &[u8], msg: &[u8]) -> Vec<u8> {

@@ -28,7 +28,7 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         .as_deref()
         .map(parse_subset)
         .transpose()?;
-    let (repo, lock) = ctx.open_locked(false, "check").await?;
+    let (repo, lock) = ctx.open_for_reading("check").await?;
     let opts = CheckOptions {
         read_data: a.read_data || subset.is_some(),
         subset,

@@ -19,7 +19,7 @@ pub async fn run(ctx: &Ctx, a: CopyArgs) -> Result<u8> {
     let src = open_at(&a.from, &opts, || password(&a.from_password_file)).await?;
     let dst = open_at(&a.to, &opts, || password(&a.to_password_file)).await?;
     // Locks first, then the indexes: a prune cannot change them while they are read.
-    let src_lock = src.lock(false, "copy (source)").await?;
+    let src_lock = crate::context::read_lock(&src, "copy (source)", ctx.global.no_lock).await?;
     let dst_lock = match dst.lock(false, "copy (target)").await {
         Ok(l) => l,
         Err(e) => {

@@ -11,7 +11,7 @@ use std::io::Write;
 
 /// Runs `dump`.
 pub async fn run(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
-    let (repo, lock) = ctx.open_locked(false, "dump").await?;
+    let (repo, lock) = ctx.open_for_reading("dump").await?;
     let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
     if Engine::from_kind(&snap.source.kind).is_none() {
         lock.release().await.ok();

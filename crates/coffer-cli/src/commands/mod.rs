@@ -32,8 +32,35 @@ use crate::cli::{Cli, Command};
 use crate::context::Ctx;
 use anyhow::Result;
 
+/// Whether `command` only reads the repository (`--no-lock` is allowed). A restore of a
+/// database snapshot may write its safety backup; that write fails on its own if refused.
+fn reads_only(command: &Command) -> bool {
+    matches!(
+        command,
+        Command::Snapshots(_)
+            | Command::Show(_)
+            | Command::Ls(_)
+            | Command::Restore(_)
+            | Command::Verify(_)
+            | Command::Check(_)
+            | Command::Stats
+            | Command::Diff(_)
+            | Command::Copy(_)
+            | Command::Dump(_)
+    )
+}
+
 /// Runs the parsed command; returns the exit code.
 pub async fn run(cli: Cli) -> Result<u8> {
+    if cli.global.no_lock && !reads_only(&cli.command) {
+        return Err(crate::output::UsageError(
+            "--no-lock applies only to commands that only read the repository (restore, verify, \
+             check, dump, copy's source, and the listings); this command writes to it and must \
+             lock it"
+                .into(),
+        )
+        .into());
+    }
     let ctx = Ctx::new(cli.global)?;
     match cli.command {
         Command::Init(a) => init::run(&ctx, a).await,

@@ -11,7 +11,7 @@ use std::time::Instant;
 /// Runs `restore`.
 pub async fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let excludes = Excludes::new(&a.excludes).map_err(|e| UsageError(e.to_string()))?;
-    let (repo, lock) = ctx.open_locked(false, "restore").await?;
+    let (repo, lock) = ctx.open_for_reading("restore").await?;
     let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
     if coffer_sources::database::Engine::from_kind(&snap.source.kind).is_some() {
         let r = crate::commands::db_restore::run(ctx, &a, &repo, &snap).await;

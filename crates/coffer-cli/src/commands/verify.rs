@@ -7,7 +7,7 @@ use anyhow::Result;
 
 /// Runs `verify`.
 pub async fn run(ctx: &Ctx, a: SnapArg) -> Result<u8> {
-    let (repo, lock) = ctx.open_locked(false, "verify").await?;
+    let (repo, lock) = ctx.open_for_reading("verify").await?;
     let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
     let report = repo.verify_snapshot(&snap).await;
     lock.release().await.ok();
