@@ -73,6 +73,18 @@ pub fn env() -> CofferEnv {
     CofferEnv::new(env!("CARGO_BIN_EXE_coffer"))
 }
 
+/// A fresh environment whose commands run as an unprivileged user: as `nobody` (the whole
+/// environment, binary included, handed to that user) when the tests run as root, who may read
+/// and write everything; as the current user otherwise.
+pub fn unprivileged_env() -> CofferEnv {
+    const NOBODY: u32 = 65534;
+    if coffer_testkit::tree::is_root() {
+        CofferEnv::new_as_user(env!("CARGO_BIN_EXE_coffer"), NOBODY, NOBODY)
+    } else {
+        env()
+    }
+}
+
 /// A fresh environment with an initialised repository.
 pub fn env_with_repo() -> CofferEnv {
     let e = env();

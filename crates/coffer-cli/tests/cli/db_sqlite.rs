@@ -8,7 +8,7 @@ use coffer_core::{ErrorKind, Id};
 use coffer_sources::database::{
     self, DbManifest, DbUrl, DumpRequest, RestoreReport, RestoreRequest,
 };
-use coffer_testkit::cli::{str_field, CofferEnv};
+use coffer_testkit::cli::str_field;
 use coffer_testkit::db_engine::{self, load, new_repo, reopen};
 use coffer_testkit::db_suite::{self, DbFixture};
 use coffer_testkit::sqlite_fixture::{
@@ -629,13 +629,8 @@ fn sqlite_cli_bad_input() {
 
 #[test]
 fn sqlite_cli_unreadable_file() {
-    use coffer_testkit::tree::{chmod, is_root};
-    const NOBODY: u32 = 65534;
-    let env = if is_root() {
-        CofferEnv::new_as_user(env!("CARGO_BIN_EXE_coffer"), NOBODY, NOBODY)
-    } else {
-        CofferEnv::new(env!("CARGO_BIN_EXE_coffer"))
-    };
+    use coffer_testkit::tree::chmod;
+    let env = crate::unprivileged_env();
     env.init();
     let db = env.path("secret.db");
     load_awkward_into(&open(&db));

@@ -8,12 +8,9 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use coffer_testkit::cli::CofferEnv;
-use coffer_testkit::tree::{assert_trees_equal, is_root, snapshot_tree, write_random_file};
+use coffer_testkit::tree::{assert_trees_equal, snapshot_tree, write_random_file};
 
 use crate::{s, write_files};
-
-const NOBODY: u32 = 65534;
 
 /// Adds or removes write permission on everything under `path`.
 fn set_writable(path: &Path, writable: bool) {
@@ -45,11 +42,7 @@ const WARNING: &str = "reads without a lock";
 
 #[test]
 fn a_read_only_repository_restores_verifies_and_checks_without_a_lock() {
-    let env = if is_root() {
-        CofferEnv::new_as_user(env!("CARGO_BIN_EXE_coffer"), NOBODY, NOBODY)
-    } else {
-        CofferEnv::new(env!("CARGO_BIN_EXE_coffer"))
-    };
+    let env = crate::unprivileged_env();
     env.init();
     let src = env.path("src");
     write_files(&src, &[("a.txt", b"alpha"), ("sub/b.txt", b"beta")]);

@@ -3,20 +3,14 @@
 //! Root reads everything, so when the tests run as root every command of this test runs as the
 //! user `nobody` (the environment, binary included, is handed to that user).
 
-use coffer_testkit::cli::{str_field, CofferEnv};
-use coffer_testkit::tree::{chmod, is_root};
+use coffer_testkit::cli::str_field;
+use coffer_testkit::tree::chmod;
 
 use crate::{s, write_files};
 
-const NOBODY: u32 = 65534;
-
 #[test]
 fn unreadable_file_gives_exit_3_names_it_and_the_rest_is_saved() {
-    let env = if is_root() {
-        CofferEnv::new_as_user(env!("CARGO_BIN_EXE_coffer"), NOBODY, NOBODY)
-    } else {
-        CofferEnv::new(env!("CARGO_BIN_EXE_coffer"))
-    };
+    let env = crate::unprivileged_env();
     env.init();
     let src = env.path("src");
     write_files(
