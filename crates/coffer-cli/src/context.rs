@@ -276,9 +276,7 @@ impl Ctx {
             }
         }
     }
-}
 
-impl Ctx {
     /// Opens the repository for a command that only reads, with the shared lock of
     /// [`Ctx::open_locked`] when it can be taken (see [`read_lock`]).
     pub async fn open_for_reading(&self, command: &str) -> Result<(Repository<Indexed>, ReadLock)> {

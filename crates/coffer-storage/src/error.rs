@@ -13,9 +13,25 @@
 use coffer_core::{Error, ErrorKind};
 
 /// Converts an OpenDAL error into a Coffer error, with `context` describing what we were doing
-/// ("reading pack 1a2b3c4d").
+/// ("reading pack 1a2b3c4d"). A refusal for lack of permission (see [`is_refused`]) reads as one
+/// plain sentence: the system's reason ("Permission denied (os error 13)") and what to check,
+/// without OpenDAL's request details.
 pub(crate) fn from_opendal(err: opendal::Error, context: impl Into<String>) -> Error {
-    from_opendal_as(kind_of(&err), err, context)
+    if !is_refused(&err) {
+        return from_opendal_as(kind_of(&err), err, context);
+    }
+    let reason = io_errors(&err)
+        .next()
+        .map(ToString::to_string)
+        .unwrap_or_else(|| "permission denied".to_string());
+    Error::new(
+        ErrorKind::PermissionDenied,
+        format!(
+            "{}: {reason}: check the folder's owner and permissions, and whether its file \
+             system is mounted read-only",
+            context.into()
+        ),
+    )
 }
 
 /// The kind of an OpenDAL error: a missing object, a refusal for lack of permission (see
@@ -30,44 +46,17 @@ pub(crate) fn kind_of(err: &opendal::Error) -> ErrorKind {
     }
 }
 
-/// Whether the storage refused the operation for lack of permission: OpenDAL says so, or the
+/// Whether the storage refused the operation for lack of permission: OpenDAL says so, or an
 /// I/O error behind it is a permission error or a read-only file system.
-pub(crate) fn is_refused(err: &opendal::Error) -> bool {
-    if err.kind() == opendal::ErrorKind::PermissionDenied {
-        return true;
-    }
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            if is_refused_io(io.kind()) {
-                return true;
-            }
-        }
-        source = s.source();
-    }
-    false
+fn is_refused(err: &opendal::Error) -> bool {
+    err.kind() == opendal::ErrorKind::PermissionDenied
+        || io_errors(err).any(|io| is_refused_io(io.kind()))
 }
 
-/// A local folder's refusal (see [`is_refused`]) in one plain sentence: the system's reason
-/// ("Permission denied (os error 13)", "Read-only file system (os error 30)") and what to check,
-/// without OpenDAL's request details.
-pub(crate) fn refused_locally(err: &opendal::Error, location: &str, context: String) -> Error {
-    let mut reason = "permission denied".to_string();
-    let mut source = std::error::Error::source(err);
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
-            reason = io.to_string();
-            break;
-        }
-        source = s.source();
-    }
-    Error::new(
-        ErrorKind::PermissionDenied,
-        format!(
-            "{context}: {reason}: this user may not do that in {location} (check the folder's \
-             owner and permissions, and whether its file system is mounted read-only)"
-        ),
-    )
+/// The I/O errors in `err`'s chain of sources, outermost first.
+fn io_errors(err: &opendal::Error) -> impl Iterator<Item = &std::io::Error> {
+    std::iter::successors(std::error::Error::source(err), |s| s.source())
+        .filter_map(|s| s.downcast_ref::<std::io::Error>())
 }
 
 /// Whether a local I/O error kind is a refusal for lack of permission.
@@ -338,12 +327,12 @@ mod tests {
         let erofs = opendal::Error::new(opendal::ErrorKind::Unexpected, "write")
             .set_source(std::io::Error::from(std::io::ErrorKind::ReadOnlyFilesystem));
         assert!(is_refused(&erofs));
-        let e = refused_locally(&erofs, "/mnt/backup", "cannot write lock 1a2b".into());
+        let e = from_opendal(erofs, "cannot write lock 1a2b to /mnt/backup");
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         let text = e.to_string();
         assert!(
-            text.starts_with("cannot write lock 1a2b: read-only filesystem")
-                && text.contains("/mnt/backup")
+            text.starts_with("cannot write lock 1a2b to /mnt/backup: read-only filesystem")
+                && text.contains("mounted read-only")
                 && !text.contains("Unexpected"),
             "{text}"
         );

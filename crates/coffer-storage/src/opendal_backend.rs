@@ -8,10 +8,7 @@
 //! built without a temporary folder and only once the root exists, and the write operator is
 //! built only when something is written (and only once the root exists, which `create` ensures).
 
-use crate::error::{
-    diagnose, from_io, from_opendal, from_opendal_redacted, is_refused, refused_locally, Problem,
-    Redactor,
-};
+use crate::error::{diagnose, from_io, from_opendal, from_opendal_redacted, Problem, Redactor};
 use crate::fault::FaultLayer;
 use crate::object_lock::{is_missing_lock_configuration, Locker};
 use crate::remote::{Remote, Service};
@@ -207,9 +204,6 @@ impl OpendalBackend {
     /// on (bad credentials, unreachable host, ...).
     fn error(&self, err: opendal::Error, context: String) -> Error {
         let Some(remote) = &self.remote else {
-            if is_refused(&err) {
-                return refused_locally(&err, &self.location, context);
-            }
             return from_opendal(err, context);
         };
         let problem = diagnose(&err);
@@ -274,9 +268,6 @@ impl OpendalBackend {
     fn create_error(&self, err: opendal::Error, doing: &str) -> Error {
         let context = format!("{doing} {}", self.location);
         let Some(remote) = &self.remote else {
-            if is_refused(&err) {
-                return refused_locally(&err, &self.location, context);
-            }
             return from_opendal(err, context);
         };
         let problem = match diagnose(&err) {

@@ -130,6 +130,26 @@ fn fill_random(buf: &mut [u8], rng: &mut SplitMix64) {
     }
 }
 
+/// `path` and everything below it (symlinks not followed), parents before children; nothing
+/// when `path` does not exist.
+pub fn all_paths(path: &Path) -> Vec<PathBuf> {
+    let Ok(meta) = fs::symlink_metadata(path) else {
+        return Vec::new();
+    };
+    let mut out = vec![path.to_path_buf()];
+    if meta.is_dir() {
+        let mut entries: Vec<PathBuf> = fs::read_dir(path)
+            .unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+            .map(|e| e.expect("a folder entry").path())
+            .collect();
+        entries.sort();
+        for e in entries {
+            out.extend(all_paths(&e));
+        }
+    }
+    out
+}
+
 /// Whether the current process runs with effective uid 0.
 pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions and cannot fail.

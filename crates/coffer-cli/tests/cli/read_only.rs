@@ -8,13 +8,13 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
-use coffer_testkit::tree::{assert_trees_equal, snapshot_tree, write_random_file};
+use coffer_testkit::tree::{all_paths, assert_trees_equal, snapshot_tree, write_random_file};
 
 use crate::{s, write_files};
 
 /// Adds or removes write permission on everything under `path`.
 fn set_writable(path: &Path, writable: bool) {
-    for entry in walk(path) {
+    for entry in all_paths(path) {
         let mut mode = std::fs::symlink_metadata(&entry)
             .unwrap()
             .permissions()
@@ -28,16 +28,6 @@ fn set_writable(path: &Path, writable: bool) {
     }
 }
 
-fn walk(path: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = vec![path.to_path_buf()];
-    if path.is_dir() {
-        for e in std::fs::read_dir(path).unwrap().flatten() {
-            out.extend(walk(&e.path()));
-        }
-    }
-    out
-}
-
 const WARNING: &str = "reads without a lock";
 
 #[test]
@@ -49,7 +39,7 @@ fn a_read_only_repository_restores_verifies_and_checks_without_a_lock() {
     write_random_file(&src.join("big.bin"), 3_000_000, 7);
     env.hand_over(&src);
     env.run(["backup", s(&src)]).assert_ok();
-    let before = walk(env.repo()).len();
+    let before = all_paths(env.repo());
     set_writable(env.repo(), false);
 
     // Reading commands work, each saying that it reads without a lock.
@@ -107,7 +97,7 @@ fn a_read_only_repository_restores_verifies_and_checks_without_a_lock() {
     assert!(out.stderr.contains("--no-lock applies only"), "{out}");
 
     set_writable(env.repo(), true);
-    assert_eq!(walk(env.repo()).len(), before, "the repository changed");
+    assert_eq!(all_paths(env.repo()), before, "the repository changed");
     let out = env.run(["check"]).assert_ok();
     assert!(
         !out.stderr.contains(WARNING),

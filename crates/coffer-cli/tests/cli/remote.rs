@@ -231,7 +231,10 @@ fn ssh_connections_of_a_killed_backup_exit_on_their_own() {
     // Kill it once it writes packs (its connections are open).
     let packs = sftp.data_dir().join("killed/repo/data");
     let deadline = Instant::now() + Duration::from_secs(120);
-    while walk_files(&packs) == 0 {
+    while !coffer_testkit::tree::all_paths(&packs)
+        .iter()
+        .any(|p| p.is_file())
+    {
         assert!(Instant::now() < deadline, "no pack was written in 120 s");
         assert!(
             child.try_wait().unwrap().is_none(),
@@ -262,21 +265,4 @@ fn ssh_connections_of_a_killed_backup_exit_on_their_own() {
     );
     // The repository is still usable and consistent.
     env.run(args(&["check"])).assert_ok();
-}
-
-/// The number of files under `dir`, recursively (0 when it does not exist).
-fn walk_files(dir: &std::path::Path) -> usize {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return 0;
-    };
-    entries
-        .flatten()
-        .map(|e| {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                walk_files(&e.path())
-            } else {
-                1
-            }
-        })
-        .sum()
 }
