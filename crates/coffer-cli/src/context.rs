@@ -69,7 +69,7 @@ fn named_repository(global: &Global) -> Result<Option<coffer_server::config::Rep
     let config = match coffer_server::config::Config::load(&path) {
         Ok(c) => c,
         Err(_) if folder => return Ok(None),
-        Err(e) => return Err(crate::output::UsageError(e.to_string()).into()),
+        Err(e) => return Err(crate::output::UsageError(format!("{e:#}")).into()),
     };
     let Some(repo) = config.repositories.get(name) else {
         return Ok(None);
@@ -176,11 +176,11 @@ impl Ctx {
         // The config's options for a named repository first; `-o` overrides them.
         for (k, v) in self.named.iter().flat_map(|n| &n.options) {
             o.set(k, v)
-                .map_err(|e| crate::output::UsageError(e.to_string()))?;
+                .map_err(|e| crate::output::UsageError(format!("{e:#}")))?;
         }
         for pair in &self.global.options {
             o.set_pair(pair)
-                .map_err(|e| crate::output::UsageError(e.to_string()))?;
+                .map_err(|e| crate::output::UsageError(format!("{e:#}")))?;
         }
         if let Some(n) = self.global.connections {
             if n == 0 {
@@ -223,7 +223,7 @@ impl Ctx {
         // S3 Object Lock: --object-lock (or COFFER_OBJECT_LOCK), else `-o s3.object_lock=`,
         // checked here so that a bad value is a usage error.
         let usage =
-            |flag: &str, e: coffer_core::Error| crate::output::UsageError(format!("{flag}: {e}"));
+            |flag: &str, e: coffer_core::Error| crate::output::UsageError(format!("{flag}: {e:#}"));
         if let Some(text) = &self.global.object_lock {
             o.object_lock =
                 Some(coffer_storage::parse_retention(text).map_err(|e| usage("--object-lock", e))?);

@@ -61,20 +61,10 @@ pub fn print_error(err: &anyhow::Error, code: u8, json: bool) {
     }
 }
 
-/// The error and its causes on one line, each cause once (a cause already quoted by the
-/// message above it is not repeated).
+/// The error and its causes on one line, `outer: cause: cause's cause`. Every error in the
+/// chain prints only its own message (`coffer_core::error`'s rule), so each appears once.
 pub fn one_line(err: &anyhow::Error) -> String {
-    let mut msg = String::new();
-    for cause in err.chain() {
-        let text = cause.to_string();
-        if !msg.contains(&text) {
-            if !msg.is_empty() {
-                msg.push_str(": ");
-            }
-            msg.push_str(&text);
-        }
-    }
-    msg
+    format!("{err:#}")
 }
 
 /// Sets up logging to stderr: warnings by default, more with `-v`, errors only with `-q`.

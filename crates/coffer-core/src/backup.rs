@@ -121,7 +121,7 @@ impl Shared {
     fn check(&self) -> Result<()> {
         if self.failed.load(Ordering::SeqCst) {
             let f = self.failure.lock().unwrap();
-            let msg = f.as_ref().map(|e| e.to_string()).unwrap_or_default();
+            let msg = f.as_ref().map(|e| format!("{e:#}")).unwrap_or_default();
             let kind = f.as_ref().map(|e| e.kind()).unwrap_or(ErrorKind::Storage);
             return Err(Error::new(kind, format!("the backup stopped: {msg}")));
         }

@@ -157,7 +157,7 @@ impl Repository<Indexed> {
         }
         // The shared settings must open: a damaged one would stop `forget` and mirroring.
         if let Err(e) = self.load_settings().await {
-            r.errors.push(format!("settings: {e}"));
+            r.errors.push(format!("settings: {e:#}"));
         }
         // 2. Every snapshot's trees, and every blob they reference.
         let reader = self.blob_reader();
@@ -174,8 +174,10 @@ impl Repository<Indexed> {
                 let tree = match reader.load_tree(&tid).await {
                     Ok(t) => t,
                     Err(e) => {
-                        tree_errors
-                            .push(format!("snapshot {}: directory {path}: {e}", s.id.short()));
+                        tree_errors.push(format!(
+                            "snapshot {}: directory {path}: {e:#}",
+                            s.id.short()
+                        ));
                         r.bad_blobs.insert(tid);
                         continue;
                     }
@@ -277,7 +279,7 @@ impl Repository<Indexed> {
             Ok(f) => f,
             Err(e) => {
                 return (
-                    vec![format!("pack {name}: cannot read: {e}")],
+                    vec![format!("pack {name}: cannot read: {e:#}")],
                     indexed.into_iter().flatten().map(|l| l.entry.id).collect(),
                 )
             }
@@ -298,7 +300,7 @@ impl Repository<Indexed> {
         let reader = self.blob_reader();
         match trailer {
             Err(e) => {
-                errs.push(format!("pack {name}: trailer is damaged: {e}"));
+                errs.push(format!("pack {name}: trailer is damaged: {e:#}"));
                 // Fall back on the index to test each blob.
                 for l in indexed.into_iter().flatten() {
                     match be
@@ -360,7 +362,7 @@ impl Repository<Indexed> {
                             }
                             Err(err) => {
                                 errs.push(format!(
-                                    "pack {name}: cannot read blob {}: {err}",
+                                    "pack {name}: cannot read blob {}: {err:#}",
                                     e.id.to_hex()
                                 ));
                                 bad.push(e.id);
@@ -379,7 +381,7 @@ impl Repository<Indexed> {
                             }
                             Err(err) => {
                                 errs.push(format!(
-                                    "pack {name}: {} blob {} is damaged: {err}",
+                                    "pack {name}: {} blob {} is damaged: {err:#}",
                                     if e.blob_type == BlobType::Tree {
                                         "tree"
                                     } else {
@@ -447,7 +449,7 @@ impl Repository<Indexed> {
             let walked = crate::walk::walk_tree(&reader, s.tree, &mut visit).await;
             if let Err(e) = walked {
                 if e.kind() != ErrorKind::Corrupt || hits.is_empty() {
-                    hits.push(format!("(tree unreadable: {e})"));
+                    hits.push(format!("(tree unreadable: {e:#})"));
                 }
             }
             if !hits.is_empty() {

@@ -1,5 +1,12 @@
 //! The one public error type of `coffer-core`: a kind (what went wrong, and so which exit code
 //! and HTTP status it maps to), a context (what we were doing, which object), and a source.
+//!
+//! Rules, enforced here:
+//! - `Display` prints the context only, never the source: whoever shows an error to a person
+//!   walks the chain once (`{:#}`, [`Error::report`], [`chain`], or anyhow's `{:#}`), so no
+//!   cause is printed twice and nobody has to remove repeats by searching the text.
+//! - Callers decide by [`ErrorKind`] and by the typed facts an error carries
+//!   ([`Error::is_retryable`], [`Error::target_untouched`]), never by the message.
 
 use std::fmt;
 
@@ -30,18 +37,29 @@ pub enum ErrorKind {
     PermissionDenied,
     /// The operation was interrupted (SIGINT) before it completed.
     Interrupted,
-    /// The repository uses a format or feature this version does not support.
+    /// A format or feature that this build, this storage or this server does not offer (a
+    /// newer repository format, Object Lock outside S3, an unknown URL scheme).
     Unsupported,
+    /// The repository's storage ran out of space or quota while writing (its disk, a bucket's
+    /// quota); freeing space or choosing other storage is the remedy, retrying is not. A full
+    /// local disk elsewhere (a temporary file's) is [`ErrorKind::Storage`], named by its context.
+    StorageFull,
+    /// The request itself cannot be carried out as given: a bad option value or a combination
+    /// of options that contradict each other (the command line's usage errors, exit code 2;
+    /// HTTP 400).
+    Usage,
     /// A database source or target, or one of its tools, failed: unreachable server, wrong
     /// credentials, missing database, missing or too old `pg_dump`, a failed restore statement.
     Source,
 }
 
-/// Coffer's core error: kind, human context, optional source, and whether a retry may help.
+/// Coffer's core error: kind, human context, optional source, whether a retry may help, and
+/// whether the target of a failed restore was left as it was.
 pub struct Error {
     kind: ErrorKind,
     context: String,
     retryable: bool,
+    untouched: bool,
     source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
 }
 
@@ -55,8 +73,28 @@ impl Error {
             kind,
             context: context.into(),
             retryable: false,
+            untouched: false,
             source: None,
         }
+    }
+
+    /// Says that the operation failed before changing its target (a restore that stopped
+    /// before writing, or whose writes were rolled back): the target is exactly as it was.
+    /// Without this mark a failed restore's target may be partly changed.
+    pub fn untouched(mut self) -> Self {
+        self.untouched = true;
+        self
+    }
+
+    /// Whether the failed operation left its target exactly as it was (see
+    /// [`Error::untouched`]).
+    pub fn target_untouched(&self) -> bool {
+        self.untouched
+    }
+
+    /// The context and every cause below it, on one line: `context: cause: cause's cause`.
+    pub fn report(&self) -> String {
+        chain(self)
     }
 
     /// Attaches the underlying cause.
@@ -97,6 +135,11 @@ impl Error {
         Error::new(ErrorKind::InvalidInput, context)
     }
 
+    /// Shorthand for a [`ErrorKind::Usage`] error.
+    pub fn usage(context: impl Into<String>) -> Self {
+        Error::new(ErrorKind::Usage, context)
+    }
+
     /// Shorthand for a [`ErrorKind::NotFound`] error.
     pub fn not_found(context: impl Into<String>) -> Self {
         Error::new(ErrorKind::NotFound, context)
@@ -114,19 +157,38 @@ impl Error {
 }
 
 impl fmt::Display for Error {
+    /// The context only: the source is reached through [`std::error::Error::source`]. The
+    /// alternate form (`{:#}`, as anyhow's) prints the whole chain, as [`Error::report`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.context)?;
-        if let Some(src) = &self.source {
-            write!(f, ": {src}")?;
+        if f.alternate() {
+            f.write_str(&self.report())
+        } else {
+            f.write_str(&self.context)
         }
-        Ok(())
     }
 }
 
 impl fmt::Debug for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}: {}", self.kind, self)
+        write!(f, "{:?}: {}", self.kind, self.report())
     }
+}
+
+/// `err` and each of its sources, joined by `: `, each printed once. Errors of this crate print
+/// no source in their `Display`; other errors are expected to follow the same convention (the
+/// storage crate turns OpenDAL's errors, which quote their sources, into leaf causes).
+pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = err.to_string();
+    let mut source = err.source();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if !text.is_empty() {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        source = s.source();
+    }
+    out
 }
 
 impl std::error::Error for Error {
@@ -134,5 +196,35 @@ impl std::error::Error for Error {
         self.source
             .as_deref()
             .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_is_the_context_and_the_alternate_form_the_whole_chain() {
+        let io = std::io::Error::new(std::io::ErrorKind::NotFound, "No such file or directory");
+        let e = Error::io("cannot back up /x", io).context("backing up");
+        assert_eq!(e.to_string(), "backing up: cannot back up /x");
+        assert_eq!(
+            format!("{e:#}"),
+            "backing up: cannot back up /x: No such file or directory"
+        );
+        assert_eq!(e.report(), format!("{e:#}"));
+        // Wrapped in another error, each message still appears once.
+        let outer = Error::new(ErrorKind::Storage, "writing pack 1a2b").with_source(e);
+        assert_eq!(
+            chain(&outer),
+            "writing pack 1a2b: backing up: cannot back up /x: No such file or directory"
+        );
+    }
+
+    #[test]
+    fn the_untouched_mark_survives_more_context() {
+        let e = Error::new(ErrorKind::Source, "step 1 failed").untouched();
+        assert!(e.context("restoring into db").target_untouched());
+        assert!(!Error::new(ErrorKind::Source, "step 2 failed").target_untouched());
     }
 }

@@ -516,7 +516,7 @@ async fn mark(
                 Error::new(
                     ErrorKind::Corrupt,
                     format!(
-                        "snapshot {}: tree {} cannot be read ({e}); prune changes nothing while a snapshot is damaged: run `coffer check`",
+                        "snapshot {}: tree {} cannot be read ({e:#}); prune changes nothing while a snapshot is damaged: run `coffer check`",
                         snap.short(),
                         tid.short()
                     ),

@@ -226,7 +226,7 @@ impl Repository<Closed> {
             let kf = match KeyFile::parse(&data) {
                 Ok(k) => k,
                 Err(e) => {
-                    damaged.push(format!("keys/{}: {e}", kid.to_hex()));
+                    damaged.push(format!("keys/{}: {e:#}", kid.to_hex()));
                     continue;
                 }
             };
@@ -249,7 +249,7 @@ impl Repository<Closed> {
                     });
                 }
                 Err(e) if e.kind() == ErrorKind::WrongPassword => continue,
-                Err(e) => damaged.push(format!("keys/{}: {e}", kid.to_hex())),
+                Err(e) => damaged.push(format!("keys/{}: {e:#}", kid.to_hex())),
             }
         }
         if !damaged.is_empty() {

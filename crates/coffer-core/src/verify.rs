@@ -37,7 +37,8 @@ impl Repository<Indexed> {
             Ok(())
         };
         if let Err(e) = crate::walk::walk_tree(&reader, snap.tree, &mut visit).await {
-            r.errors.push(format!("snapshot {}: {e}", snap.id.short()));
+            r.errors
+                .push(format!("snapshot {}: {e:#}", snap.id.short()));
         }
         let results: Vec<Option<String>> = futures::stream::iter(files.into_iter().map(
             |FileToCheck {
@@ -57,7 +58,7 @@ impl Repository<Indexed> {
                                 total += b.len() as u64;
                                 sha.update(&b);
                             }
-                            Err(e) => return Some(format!("{name}: {e}")),
+                            Err(e) => return Some(format!("{name}: {e:#}")),
                         }
                     }
                     let got = hex::encode(sha.finalize());

@@ -2,14 +2,21 @@
 //!
 //! A missing object becomes [`ErrorKind::NotFound`], a refusal for lack of permission (a
 //! read-only file system, file permissions, read-only credentials)
-//! [`ErrorKind::PermissionDenied`]; anything else becomes [`ErrorKind::Storage`]. An error is
+//! [`ErrorKind::PermissionDenied`], a full disk or exhausted quota [`ErrorKind::StorageFull`];
+//! anything else becomes [`ErrorKind::Storage`]. An error is
 //! retryable when OpenDAL marks it temporary; once the retry layer has given up it marks the
 //! error persistent, so errors that reach the caller after the retries are normally not
 //! retryable.
 //!
 //! [`diagnose`] recognises the failures users must act on (missing bucket, bad credentials,
-//! unreachable host, untrusted host key) so that messages can say which one it is.
-
+//! unreachable host, untrusted host key) so that messages can say which one it is. It is the one
+//! place that reads foreign error text (OpenDAL's, a server's, ssh's): those errors carry no
+//! kind for these cases, and what it finds becomes a kind or a sentence, so that nothing above
+//! this crate ever looks at a message.
+//!
+//! An OpenDAL error quotes its own source in its `Display`, against the convention that
+//! [`coffer_core::error`] follows; it is therefore kept as a leaf cause ([`Cause`]), so that a
+//! chain printed once shows it once.
 use coffer_core::{Error, ErrorKind};
 
 /// Converts an OpenDAL error into a Coffer error, with `context` describing what we were doing
@@ -35,16 +42,65 @@ pub(crate) fn from_opendal(err: opendal::Error, context: impl Into<String>) -> E
 }
 
 /// The kind of an OpenDAL error: a missing object, a refusal for lack of permission (see
-/// [`is_refused`]), or any other storage failure.
+/// [`is_refused`]), a full disk, or any other storage failure.
 pub(crate) fn kind_of(err: &opendal::Error) -> ErrorKind {
     if err.kind() == opendal::ErrorKind::NotFound {
         ErrorKind::NotFound
     } else if is_refused(err) {
         ErrorKind::PermissionDenied
+    } else if is_full(err) {
+        ErrorKind::StorageFull
     } else {
         ErrorKind::Storage
     }
 }
+
+/// Whether the storage is out of space or quota (an I/O error behind the OpenDAL error says so).
+fn is_full(err: &opendal::Error) -> bool {
+    io_errors(err).any(|io| is_full_io(io.kind()))
+}
+
+/// Whether a local I/O error kind means a full disk or an exhausted quota.
+fn is_full_io(kind: std::io::ErrorKind) -> bool {
+    matches!(
+        kind,
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    )
+}
+
+/// An OpenDAL error as the leaf cause of a Coffer error: its text (which already quotes its own
+/// sources), and no further source.
+#[derive(Debug)]
+pub(crate) struct Cause(String);
+
+impl Cause {
+    /// The cause for `err`.
+    pub(crate) fn of(err: &opendal::Error) -> Cause {
+        Cause(flatten(err))
+    }
+}
+
+/// `err`'s text and the causes below it, each once. OpenDAL's `Display` ends with its direct
+/// source (`, source: ...`), so the chain is followed from that source's own source on.
+fn flatten(err: &opendal::Error) -> String {
+    let mut text = err.to_string();
+    let direct = std::error::Error::source(err);
+    let mut source = direct.and_then(|d| d.source());
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Cause {}
 
 /// Whether the storage refused the operation for lack of permission: OpenDAL says so, or an
 /// I/O error behind it is a permission error or a read-only file system.
@@ -74,9 +130,14 @@ pub(crate) fn from_opendal_as(
     context: impl Into<String>,
 ) -> Error {
     let retryable = err.is_temporary();
+    let kind = if kind == ErrorKind::Storage && is_full(&err) {
+        ErrorKind::StorageFull
+    } else {
+        kind
+    };
     Error::new(kind, context)
         .retryable(retryable)
-        .with_source(err)
+        .with_source(Cause::of(&err))
 }
 
 /// Converts a local I/O error (outside OpenDAL: creating the root folder, syncing a folder)
@@ -86,6 +147,7 @@ pub(crate) fn from_io(err: std::io::Error, context: impl Into<String>) -> Error 
     let kind = match err.kind() {
         std::io::ErrorKind::NotFound => ErrorKind::NotFound,
         k if is_refused_io(k) => ErrorKind::PermissionDenied,
+        k if is_full_io(k) => ErrorKind::StorageFull,
         _ => ErrorKind::Storage,
     };
     let retryable = matches!(
@@ -279,20 +341,15 @@ pub(crate) fn from_opendal_redacted(
     redactor: &Redactor,
 ) -> Error {
     let kind = kind.unwrap_or_else(|| kind_of(&err));
+    let kind = if kind == ErrorKind::Storage && is_full(&err) {
+        ErrorKind::StorageFull
+    } else {
+        kind
+    };
     let retryable = err.is_temporary();
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(s) = source {
-        let line = s.to_string();
-        if !text.contains(&line) {
-            text.push_str(": ");
-            text.push_str(&line);
-        }
-        source = s.source();
-    }
     Error::new(kind, context)
         .retryable(retryable)
-        .with_source(Redacted(redactor.scrub(&text)))
+        .with_source(Redacted(redactor.scrub(&flatten(&err))))
 }
 
 #[cfg(test)]
@@ -307,7 +364,7 @@ mod tests {
         );
         assert_eq!(e.kind(), ErrorKind::NotFound);
         assert!(!e.is_retryable());
-        assert!(e.to_string().starts_with("reading x: "));
+        assert!(format!("{e:#}").starts_with("reading x: "));
 
         let e = from_opendal(
             opendal::Error::new(opendal::ErrorKind::Unexpected, "flaky").set_temporary(),
@@ -329,7 +386,7 @@ mod tests {
         assert!(is_refused(&erofs));
         let e = from_opendal(erofs, "cannot write lock 1a2b to /mnt/backup");
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
-        let text = e.to_string();
+        let text = format!("{e:#}");
         assert!(
             text.starts_with("cannot write lock 1a2b to /mnt/backup: read-only filesystem")
                 && text.contains("mounted read-only")
@@ -405,7 +462,7 @@ mod tests {
             .with_context("url", "http://h/c/b?sig=SIGNATURE")
             .set_source(std::io::Error::other("s3cr3t-key inside"));
         let e = from_opendal_redacted(None, err, "cannot write", &r);
-        let shown = e.to_string();
+        let shown = format!("{e:#}");
         assert!(
             !shown.contains("SIGNATURE") && !shown.contains("s3cr3t"),
             "{shown}"

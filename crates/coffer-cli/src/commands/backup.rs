@@ -153,7 +153,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
         .as_deref()
         .map(|t| {
             t.parse::<BackupType>()
-                .map_err(|e| UsageError(e.to_string()))
+                .map_err(|e| UsageError(format!("{e:#}")))
         })
         .transpose()?;
     let time = a.time.as_deref().map(parse_time).transpose()?;
@@ -191,7 +191,7 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
     for f in &a.exclude_files {
         patterns.extend(Excludes::read_file(f)?);
     }
-    let excludes = Excludes::new(&patterns).map_err(|e| UsageError(e.to_string()))?;
+    let excludes = Excludes::new(&patterns).map_err(|e| UsageError(format!("{e:#}")))?;
     // Listing the folders starts now, so the walk overlaps opening the repository (the key
     // derivation, the index and the snapshot list).
     let scan = ScanAhead::start(&paths, &excludes);

@@ -40,7 +40,7 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         output::print_json(&report);
     } else {
         for e in &report.errors {
-            eprintln!("coffer: error: {e}");
+            eprintln!("coffer: error: {e:#}");
         }
         if !ctx.global.quiet {
             for n in &report.notes {

@@ -71,7 +71,7 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<u8> {
                 )
             })?;
             if let Some(tz) = &p.timezone {
-                parse_timezone(tz).map_err(|e| UsageError(format!("--timezone: {e}")))?;
+                parse_timezone(tz).map_err(|e| UsageError(format!("--timezone: {e:#}")))?;
             }
             Some(Change::Retention(Some((policy, p.timezone.clone()))))
         }
@@ -170,13 +170,13 @@ async fn save(repo: &Repository<Open>, settings: &Settings) -> Result<u64> {
 
 /// Builds a mirror entry; refuses anything that would store a secret.
 fn mirror_from(a: &AddMirrorArgs) -> Result<Mirror> {
-    coffer_storage::Location::parse(&a.url).map_err(|e| UsageError(e.to_string()))?;
+    coffer_storage::Location::parse(&a.url).map_err(|e| UsageError(format!("{e:#}")))?;
     let mut options = BTreeMap::new();
     let mut check = coffer_storage::StorageOptions::default();
     for pair in &a.mirror_options {
         check
             .set_pair(pair)
-            .map_err(|e| UsageError(format!("--mirror-option: {e}")))?;
+            .map_err(|e| UsageError(format!("--mirror-option: {e:#}")))?;
         let (k, v) = pair.split_once('=').expect("set_pair checked the form");
         // Security rule: credentials never go into the repository; they come from the
         // environment of the machine that runs the backup.

@@ -46,7 +46,7 @@ pub fn default_jobs() -> usize {
 
 /// Parses a database URL and fills its password from `password_file` when given.
 pub fn db_url(s: &str, password_file: Option<&Path>) -> Result<DbUrl> {
-    let mut url = DbUrl::parse(s).map_err(|e| UsageError(e.to_string()))?;
+    let mut url = DbUrl::parse(s).map_err(|e| UsageError(format!("{e:#}")))?;
     if let Some(f) = password_file {
         let raw = crate::context::read_password_file(f)?;
         url.password = Some(
@@ -90,9 +90,9 @@ pub async fn backup_database(
         Ok(r) => r,
         Err(e) => {
             session.abort().await.ok();
-            // OpenDAL words a full disk under the repository "no storage space"; a local
-            // temporary file's full disk reads only "No space left on device".
-            let full = if e.to_string().contains("no storage space") {
+            // The storage crate gives a full repository its own kind; a full local disk (a
+            // temporary file's) is a plain storage error whose message names the file.
+            let full = if e.kind() == coffer_core::ErrorKind::StorageFull {
                 REPOSITORY_FULL
             } else {
                 ""
@@ -131,9 +131,7 @@ pub async fn backup_database(
             return anyhow::Error::new(e);
         }
         // Only the repository is written here: the database was read completely.
-        let text = e.to_string();
-        let full = if text.contains("No space left on device") || text.contains("no storage space")
-        {
+        let full = if e.kind() == coffer_core::ErrorKind::StorageFull {
             REPOSITORY_FULL
         } else {
             ""

@@ -56,21 +56,6 @@ fn plan_lines(manifest: &DbManifest, req: &RestoreRequest) -> Result<Vec<String>
     Ok(lines)
 }
 
-/// What the engines say when a failed restore left the target exactly as it was.
-const UNTOUCHED: &[&str] = &[
-    "the target was not changed",
-    "the target is unchanged",
-    "no target file was created",
-    "nothing was changed",
-    "was left unchanged",
-];
-
-/// Whether a restore error says the target was not changed (the engines word every step's
-/// failure with the state the target is in).
-fn left_untouched(message: &str) -> bool {
-    UNTOUCHED.iter().any(|p| message.contains(p))
-}
-
 /// Asks on the terminal; off a terminal there is no one to ask, and `--clean` was the consent.
 fn confirm(question: &str) -> Result<bool> {
     if !std::io::stdin().is_terminal() {
@@ -113,7 +98,7 @@ pub async fn run(
         .into());
     }
     let target = db_url(&target_text, a.db_password_file.as_deref())?;
-    database::check_engine(&manifest, target.engine).map_err(|e| UsageError(e.to_string()))?;
+    database::check_engine(&manifest, target.engine).map_err(|e| UsageError(format!("{e:#}")))?;
     let req = RestoreRequest {
         target: Some(target.clone()),
         database: a.database.clone(),
@@ -215,10 +200,10 @@ pub async fn run(
     let report = match database::restore(&src, &manifest, &req).await {
         Ok(r) => r,
         Err(e) => {
-            // The engine's message says when the target was left as it was (a SQLite file is
+            // The engine marks an error that left the target as it was (a SQLite file is
             // replaced by a rename, a Redis db is flushed only once the load can start): then
             // the safety backup is a spare copy, not the way back.
-            let untouched = left_untouched(&e.to_string());
+            let untouched = e.target_untouched();
             let undo = match safety_id {
                 Some(id) if untouched => format!(
                     "; the safety backup {} holds its content too",

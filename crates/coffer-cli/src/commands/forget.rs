@@ -28,7 +28,7 @@ pub(crate) fn policy_from(a: &PolicyArgs) -> Result<Option<Policy>> {
         v.as_deref()
             .map(|s| {
                 s.parse::<Span>()
-                    .map_err(|e| UsageError(format!("--{flag}: {e}")).into())
+                    .map_err(|e| UsageError(format!("--{flag}: {e:#}")).into())
             })
             .transpose()
     };
@@ -53,10 +53,12 @@ pub(crate) fn policy_from(a: &PolicyArgs) -> Result<Option<Policy>> {
             .as_deref()
             .map(|s| s.parse::<ByteSize>())
             .transpose()
-            .map_err(|e| UsageError(format!("--max-size: {e}")))?,
+            .map_err(|e| UsageError(format!("--max-size: {e:#}")))?,
         group_by: group_by(a)?.unwrap_or_default(),
     };
-    policy.validate().map_err(|e| UsageError(e.to_string()))?;
+    policy
+        .validate()
+        .map_err(|e| UsageError(format!("{e:#}")))?;
     Ok((!policy.is_empty()).then_some(policy))
 }
 
@@ -65,7 +67,7 @@ fn group_by(a: &PolicyArgs) -> Result<Option<GroupBy>> {
         .as_deref()
         .map(|g| {
             g.parse()
-                .map_err(|e| UsageError(format!("--group-by: {e}")).into())
+                .map_err(|e| UsageError(format!("--group-by: {e:#}")).into())
         })
         .transpose()
 }
@@ -139,7 +141,7 @@ pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
         .as_deref()
         .map(retention::parse_timezone)
         .transpose()
-        .map_err(|e| UsageError(format!("--timezone: {e}")))?;
+        .map_err(|e| UsageError(format!("--timezone: {e:#}")))?;
     // A dry run changes nothing, so it does not need to exclude backups running meanwhile.
     let lock = repo
         .lock(

@@ -13,11 +13,11 @@ pub async fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {
     let compression: Compression = a
         .compression
         .parse()
-        .map_err(|e: coffer_core::Error| UsageError(e.to_string()))?;
+        .map_err(|e: coffer_core::Error| UsageError(format!("{e:#}")))?;
     let encryption: Encryption = a
         .encryption
         .parse()
-        .map_err(|e: coffer_core::Error| UsageError(e.to_string()))?;
+        .map_err(|e: coffer_core::Error| UsageError(format!("{e:#}")))?;
     if encryption == Encryption::None && !a.insecure_no_encryption {
         return Err(UsageError("--encryption none stores data readable by anyone: add --insecure-no-encryption if that is what you want".into()).into());
     }

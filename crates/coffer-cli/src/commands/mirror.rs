@@ -91,7 +91,7 @@ pub async fn after_backup(
                 ok: false,
                 bytes_added: 0,
                 already_there: false,
-                error: Some(format!("cannot read the list of mirrors: {e}")),
+                error: Some(format!("cannot read the list of mirrors: {e:#}")),
             }]
         }
     };
@@ -128,7 +128,7 @@ pub fn report(ctx: &Ctx, snapshot: &Snapshot, outcomes: &[Outcome]) -> u8 {
                 code = crate::output::code::FAILURE;
                 let repo = ctx.repo_url().unwrap_or_else(|_| "REPO".into());
                 eprintln!(
-                    "coffer: snapshot {} is saved, but copying it to the mirror {} failed: {e}\n\
+                    "coffer: snapshot {} is saved, but copying it to the mirror {} failed: {e:#}\n\
                      coffer: finish the copy with: coffer copy --from {repo} --to {} {}",
                     snapshot.id.short(),
                     o.url,

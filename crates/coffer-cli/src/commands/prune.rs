@@ -41,7 +41,7 @@ impl PruneTuning {
         let max_unused = match &self.max_unused {
             Some(s) => s
                 .parse::<MaxUnused>()
-                .map_err(|e| UsageError(format!("--max-unused: {e}")))?,
+                .map_err(|e| UsageError(format!("--max-unused: {e:#}")))?,
             None => MaxUnused::default(),
         };
         let max_repack_bytes = self
@@ -49,13 +49,13 @@ impl PruneTuning {
             .as_deref()
             .map(|s| s.parse::<ByteSize>().map(|b| b.0))
             .transpose()
-            .map_err(|e| UsageError(format!("--max-repack-size: {e}")))?;
+            .map_err(|e| UsageError(format!("--max-repack-size: {e:#}")))?;
         let grace = match self.grace.as_deref().map(str::trim) {
             None => DEFAULT_GRACE,
             Some("0") => Duration::ZERO,
             Some(s) => humantime::parse_duration(s).map_err(|e| {
                 UsageError(format!(
-                    "--grace: {s:?} is not a duration such as 1h, 30m or 0s ({e})"
+                    "--grace: {s:?} is not a duration such as 1h, 30m or 0s ({e:#})"
                 ))
             })?,
         };

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 /// Runs `restore`.
 pub async fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
-    let excludes = Excludes::new(&a.excludes).map_err(|e| UsageError(e.to_string()))?;
+    let excludes = Excludes::new(&a.excludes).map_err(|e| UsageError(format!("{e:#}")))?;
     let (repo, lock) = ctx.open_for_reading("restore").await?;
     let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
     if coffer_sources::database::Engine::from_kind(&snap.source.kind).is_some() {
@@ -60,7 +60,7 @@ pub async fn run(ctx: &Ctx, a: RestoreArgs) -> Result<u8> {
     let report = report?;
     let secs = clock.elapsed().as_secs_f64();
     for (p, e) in &report.failed {
-        eprintln!("coffer: could not restore {p}: {e}");
+        eprintln!("coffer: could not restore {p}: {e:#}");
     }
     if ctx.global.json {
         output::print_json(&serde_json::json!({

@@ -71,7 +71,7 @@ pub enum ScheduleCommand {
 /// naming the file and line.
 pub fn load_config(path: Option<&Path>) -> Result<Config> {
     let path = path.unwrap_or(Path::new("coffer.toml"));
-    Config::load(path).map_err(|e| UsageError(e.to_string()).into())
+    Config::load(path).map_err(|e| UsageError(format!("{e:#}")).into())
 }
 
 /// The default catalog: `catalog.db` under the user's data directory.
@@ -137,7 +137,7 @@ pub fn print_event(e: &Event) {
                 s.push_str(&format!(", snapshot {}", short(id)));
             }
             if let Some(e) = error {
-                s.push_str(&format!(": {e}"));
+                s.push_str(&format!(": {e:#}"));
             }
             s
         }
@@ -265,7 +265,7 @@ pub fn print_table<const N: usize>(header: [&str; N], rows: &[[String; N]]) {
 
 fn next(ctx: &Ctx, a: &ConfigArg, name: &str, count: usize, prune: bool) -> Result<u8> {
     let config = load_config(a.config.as_deref())?;
-    let job = config.job(name).map_err(|e| UsageError(e.to_string()))?;
+    let job = config.job(name).map_err(|e| UsageError(format!("{e:#}")))?;
     let kind = if prune {
         TaskKind::Prune
     } else {
@@ -296,7 +296,7 @@ fn next(ctx: &Ctx, a: &ConfigArg, name: &str, count: usize, prune: bool) -> Resu
 
 async fn run_now(ctx: &Ctx, a: &ConfigArg, name: &str, prune: bool) -> Result<u8> {
     let config = Arc::new(load_config(a.config.as_deref())?);
-    config.job(name).map_err(|e| UsageError(e.to_string()))?;
+    config.job(name).map_err(|e| UsageError(format!("{e:#}")))?;
     let (catalog, _) = open_catalog(&config).await?;
     let runner = Arc::new(ProcessRunner::new(&ctx.global)?);
     let quiet = ctx.global.quiet;

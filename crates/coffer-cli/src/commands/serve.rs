@@ -193,11 +193,6 @@ fn forget_flags(p: &Policy) -> Vec<OsString> {
     out
 }
 
-/// Whether a child said the command does not exist in this build.
-fn not_available(o: &ChildOutput) -> bool {
-    o.code != Some(0) && o.stderr.contains("not available")
-}
-
 impl ProcessRunner {
     /// A runner using this executable, passing on the global options that matter to children
     /// (cache, connections, bandwidth limits).
@@ -258,7 +253,7 @@ impl ProcessRunner {
                 .env_remove("COFFER_PASSWORD_COMMAND");
         }
         let child = cmd.spawn().map_err(|e| {
-            RunError::retryable(format!("cannot start {}: {e}", self.exe.display()))
+            RunError::retryable(format!("cannot start {}: {e:#}", self.exe.display()))
         })?;
         let done = Arc::new(AtomicBool::new(false));
         let _guard = StopOnDrop {
@@ -271,8 +266,8 @@ impl ProcessRunner {
             out
         })
         .await
-        .map_err(|e| RunError::retryable(format!("waiting for coffer: {e}")))?
-        .map_err(|e| RunError::retryable(format!("waiting for coffer: {e}")))?;
+        .map_err(|e| RunError::retryable(format!("waiting for coffer: {e:#}")))?
+        .map_err(|e| RunError::retryable(format!("waiting for coffer: {e:#}")))?;
         Ok(ChildOutput {
             code: waited.status.code(),
             stdout: String::from_utf8_lossy(&waited.stdout).into_owned(),
@@ -303,7 +298,7 @@ impl ProcessRunner {
         }
         let summary: serde_json::Value = serde_json::from_str(out.stdout.trim()).map_err(|e| {
             RunError::retryable(format!(
-                "backup printed no JSON summary ({e}): {}",
+                "backup printed no JSON summary ({e:#}): {}",
                 out.stdout
             ))
         })?;
@@ -363,13 +358,7 @@ impl ProcessRunner {
             if prune {
                 with_prune.push("--prune".into());
             }
-            let mut out = self.coffer(repo, with_prune).await?;
-            if prune && not_available(&out) {
-                outcome
-                    .notes
-                    .push("prune skipped: it is not available in this build".into());
-                out = self.coffer(repo, args).await?;
-            }
+            let out = self.coffer(repo, with_prune).await?;
             if out.code != Some(0) {
                 return Err(RunError::fatal(out.reason("forget"), outcome));
             }
@@ -415,12 +404,6 @@ impl ProcessRunner {
         let mut args = Self::repo_args(repo);
         args.push("prune".into());
         let out = self.coffer(repo, args).await?;
-        if not_available(&out) {
-            return Ok(RunOutcome {
-                notes: vec!["prune skipped: it is not available in this build".into()],
-                ..RunOutcome::default()
-            });
-        }
         if out.code != Some(0) {
             return Err(RunError::retryable(out.reason("prune")));
         }
@@ -456,10 +439,10 @@ mod tests {
             "keep_within_hourly": "2d", "keep_tags": ["a", "b,c"], "min_keep": 3,
             "max_keep": 50, "max_size": "50GiB", "group_by": "host,tags",
         }))
-        .unwrap_or_else(|e| panic!("{e}"));
+        .unwrap_or_else(|e| panic!("{e:#}"));
         let mut argv: Vec<OsString> = vec!["coffer".into(), "forget".into()];
         argv.extend(forget_flags(&policy));
-        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        let cli = Cli::try_parse_from(&argv).unwrap_or_else(|e| panic!("{argv:?}: {e:#}"));
         let CliCommand::Forget(forget) = cli.command else {
             panic!("not forget")
         };

@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, a: SnapArg) -> Result<u8> {
         );
     } else {
         for e in &report.errors {
-            eprintln!("coffer: damaged: {e}");
+            eprintln!("coffer: damaged: {e:#}");
         }
         if !ctx.global.quiet {
             if report.ok {

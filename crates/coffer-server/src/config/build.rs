@@ -309,7 +309,7 @@ fn policy_ok(issues: &mut Issues<'_>, p: &Spanned<RawRetention>, what: &str) -> 
         }
     };
     if let Err(e) = policy.validate() {
-        issues.at(p.span(), format!("{what}: {e}"));
+        issues.at(p.span(), format!("{what}: {e:#}"));
         return None;
     }
     if policy.is_empty() {

@@ -340,7 +340,7 @@ impl StreamWriter {
         let why = self
             .failed
             .as_ref()
-            .map(|e| format!(": {e}"))
+            .map(|e| format!(": {e:#}"))
             .unwrap_or_default();
         std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,

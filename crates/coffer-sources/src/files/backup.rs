@@ -489,7 +489,7 @@ fn worker(
                     Err(e) if e.kind() != ErrorKind::Interrupted && !session_failed(&session) => {
                         report.lock().unwrap().unreadable.push(Unreadable {
                             path: display(&job.path),
-                            error: e.to_string(),
+                            error: format!("{e:#}"),
                         });
                         FileOutcome::Unreadable
                     }
@@ -710,7 +710,7 @@ pub fn backup_files_with(
                 "the source could not be read at all; nothing was backed up",
             ))
         }
-        Err(e) => return Err(Error::new(e.kind(), e.to_string())),
+        Err(e) => return Err(Error::new(e.kind(), format!("{e:#}"))),
     };
     let report = std::mem::take(&mut *report.lock().unwrap());
     let mut stats = std::mem::take(&mut *stats.lock().unwrap());

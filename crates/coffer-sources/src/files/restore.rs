@@ -213,7 +213,7 @@ fn plan(
             Ok(loc) => {
                 by_blob.insert(id, (loc, vec![job]));
             }
-            Err(e) => failed.push((job.display, job.path, e.to_string())),
+            Err(e) => failed.push((job.display, job.path, format!("{e:#}"))),
         }
     }
     let mut by_pack: HashMap<Id, Vec<(BlobLocation, Vec<FileJob>)>> = HashMap::new();
@@ -325,17 +325,17 @@ fn do_work(
                 Err(e) => failed
                     .lock()
                     .unwrap()
-                    .push((job.display, job.path, e.to_string())),
+                    .push((job.display, job.path, format!("{e:#}"))),
             }
         }
         Work::Range(r) => {
             let bytes = handle.block_on(reader.read_pack_range(&r.pack, r.start, r.end - r.start));
             for (loc, jobs) in r.blobs {
-                let content = bytes.as_ref().map_err(|e| e.to_string()).and_then(|b| {
+                let content = bytes.as_ref().map_err(|e| format!("{e:#}")).and_then(|b| {
                     let s = (loc.entry.offset as u64 - r.start) as usize;
                     reader
                         .open_located(&loc, &b[s..s + loc.entry.length as usize])
-                        .map_err(|e| e.to_string())
+                        .map_err(|e| format!("{e:#}"))
                 });
                 for job in jobs {
                     let res = match &content {
@@ -352,7 +352,7 @@ fn do_work(
                             failed
                                 .lock()
                                 .unwrap()
-                                .push((job.display, job.path, e.to_string()))
+                                .push((job.display, job.path, format!("{e:#}")))
                         }
                     }
                 }

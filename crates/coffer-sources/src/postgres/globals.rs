@@ -58,7 +58,7 @@ pub async fn restore(
             let short: String = code.chars().take(80).collect();
             report
                 .warnings
-                .push(format!("globals: {}", query_error(short, e)));
+                .push(format!("globals: {:#}", query_error(short, e)));
         }
     }
     Ok(())

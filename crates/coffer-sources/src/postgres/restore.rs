@@ -347,6 +347,7 @@ impl DbRestore<'_> {
                     .await
                     .map_err(|e| {
                         e.context(format!("{created_note}was left unchanged: --clean failed"))
+                            .untouched()
                     })?;
             }
             let mut cmd = pg_restore.command(Some(self.conn));
@@ -380,6 +381,7 @@ impl DbRestore<'_> {
             if full {
                 self.unlink_large_objects(&client).await.map_err(|e| {
                     e.context(format!("--clean of {name} failed (nothing was changed)"))
+                        .untouched()
                 })?;
             }
             if !names.is_empty() {
@@ -391,6 +393,7 @@ impl DbRestore<'_> {
                             format!("--clean: emptying the tables of {name} (nothing was changed)"),
                             e,
                         )
+                        .untouched()
                     })?;
             }
         }
@@ -818,7 +821,7 @@ impl DbRestore<'_> {
                     .batch_execute(&format!("REFRESH MATERIALIZED VIEW {v}"))
                     .await
                 {
-                    last = query_error(format!("refreshing {v}"), e).to_string();
+                    last = format!("{:#}", query_error(format!("refreshing {v}"), e));
                     failed.push(v.clone());
                 }
             }

@@ -139,7 +139,7 @@ impl Conn {
         // A TLS-only port drops a plain client at its first command, and a server that wants
         // a client certificate refuses a TLS 1.3 session only then: say what to do.
         let plain_hint = |c: &Conn, e: Error| -> Error {
-            let text = e.to_string();
+            let text = format!("{e:#}");
             match c.tls {
                 None => source_error(format!(
                     "{text} (if {} takes TLS connections only, use rediss://HOST:PORT)",

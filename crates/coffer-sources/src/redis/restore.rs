@@ -238,11 +238,14 @@ pub async fn restore(
     let result = run(src, m, req, &plan, &segs, &mut conn, &mut progress).await;
     match result {
         Ok(r) => Ok(r),
-        Err(e) => Err(e.context(format!(
-            "restoring into {} ({})",
-            target.redacted(),
-            progress.state(&plan)
-        ))),
+        Err(e) => {
+            let e = e.context(format!(
+                "restoring into {} ({})",
+                target.redacted(),
+                progress.state(&plan)
+            ));
+            Err(if progress.flushed { e } else { e.untouched() })
+        }
     }
 }
 

@@ -70,7 +70,7 @@ pub(super) async fn materialize(
 /// folder, and the stale sidecar files removed. At every instant the target path holds either
 /// the whole old database or the whole new one.
 pub(super) fn replace_target(tmp: TempFile, target: &Path, dir: &Path) -> Result<()> {
-    settle_old_target(target)?;
+    settle_old_target(target).map_err(Error::untouched)?;
     std::fs::rename(tmp.path(), target).map_err(|e| {
         Error::io(
             format!(
@@ -80,6 +80,7 @@ pub(super) fn replace_target(tmp: TempFile, target: &Path, dir: &Path) -> Result
             ),
             e,
         )
+        .untouched()
     })?;
     tmp.keep();
     // Stale sidecars would be applied to the new file: remove them before anyone opens it.

@@ -71,6 +71,7 @@ async fn restore_file(
             "restore step 1 of 3 (writing the snapshot's database to a temporary file in {}) failed; {unchanged}",
             dir.display()
         ))
+        .untouched()
     })?;
 
     // Step 2: its integrity check.
@@ -88,6 +89,7 @@ async fn restore_file(
         e.context(format!(
             "restore step 2 of 3 (integrity check of the restored file) failed; {unchanged}"
         ))
+        .untouched()
     })?;
     let mut warnings = Vec::new();
     if result != "ok" {
@@ -101,7 +103,8 @@ async fn restore_file(
                 "restore step 2 of 3: the restored file fails its integrity check ({}), although the backup recorded {:?}; {unchanged}",
                 result.lines().next().unwrap_or_default(),
                 recorded.as_deref().unwrap_or("nothing")
-            )));
+            ))
+            .untouched());
         }
     }
 

@@ -39,6 +39,7 @@ pub(super) async fn restore_tables(
                 "table restore step 1 of 2 (writing the snapshot's database to a staging file in {}) failed; the target was not changed",
                 dir.display()
             ))
+            .untouched()
         })?;
     let plan = Plan {
         target: target.to_path_buf(),
@@ -139,6 +140,7 @@ fn copy_tables(plan: &Plan, stage: TempFile) -> Result<Vec<String>> {
     drop(stage);
     result.map_err(|e| {
         e.context("table restore step 2 of 2 failed; the transaction was rolled back and the target is unchanged")
+            .untouched()
     })
 }
 
