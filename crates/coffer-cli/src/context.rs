@@ -1,10 +1,12 @@
 //! Where the repository is, how its password is found, and opening it.
 
-use crate::cli::{Global, SnapshotFilter};
-use anyhow::{anyhow, bail, Context as _, Result};
+use crate::cli::Global;
+use anyhow::{anyhow, Result};
 use coffer_core::keyfile::KdfParams;
-use coffer_core::snapshot::Snapshot;
 use coffer_core::{Closed, Indexed, Open, Repository};
+use coffer_ops::password::{Password, PasswordSource};
+use coffer_ops::repo::LockMode;
+use coffer_ops::{Locked, RepoSpec};
 use std::path::PathBuf;
 
 /// The embedded default repository and its key file.
@@ -85,35 +87,7 @@ fn named_repository(global: &Global) -> Result<Option<coffer_server::config::Rep
     Ok(Some(repo.clone()))
 }
 
-fn first_line(bytes: &[u8], what: &str) -> Result<Vec<u8>> {
-    let line = bytes.split(|b| *b == b'\n').next().unwrap_or_default();
-    let line = line.strip_suffix(b"\r").unwrap_or(line);
-    if line.is_empty() {
-        bail!("{what} gave an empty password");
-    }
-    Ok(line.to_vec())
-}
-
-/// Reads a password from a file (first line).
-pub fn read_password_file(path: &std::path::Path) -> Result<Vec<u8>> {
-    let data = std::fs::read(path)
-        .with_context(|| format!("cannot read the password file {}", path.display()))?;
-    first_line(&data, &format!("the password file {}", path.display()))
-}
-
-/// Runs `cmd` with `sh -c` and takes the first line it prints as a password.
-pub fn run_password_command(cmd: &str) -> Result<Vec<u8>> {
-    let out = std::process::Command::new("sh")
-        .arg("-c")
-        .arg(cmd)
-        .stderr(std::process::Stdio::inherit())
-        .output()
-        .context("cannot run the password command")?;
-    if !out.status.success() {
-        bail!("the password command failed ({})", out.status);
-    }
-    first_line(&out.stdout, "the password command")
-}
+pub use coffer_ops::password::read_password_file;
 
 impl Ctx {
     /// The context of one command: `--repo NAME` is resolved through the config file.
@@ -138,36 +112,54 @@ impl Ctx {
         }
     }
 
-    /// The password, from (in order) --password-file / COFFER_PASSWORD_FILE, COFFER_PASSWORD,
-    /// --password-command, or the embedded default's key file.
-    pub fn password(&self) -> Result<Vec<u8>> {
+    /// Where the password comes from, in order: --password-file / COFFER_PASSWORD_FILE,
+    /// COFFER_PASSWORD, --password-command, the named repository's file or command, or the
+    /// embedded default's key file.
+    pub fn password_source(&self) -> Result<PasswordSource> {
         if let Some(f) = &self.global.password_file {
-            return read_password_file(f);
+            return Ok(PasswordSource::File(f.clone()));
         }
         if let Ok(p) = std::env::var("COFFER_PASSWORD") {
-            return first_line(p.as_bytes(), "COFFER_PASSWORD");
+            return Ok(PasswordSource::Given(
+                coffer_ops::password::password_from_text(&p, "COFFER_PASSWORD")?,
+            ));
         }
         if let Some(cmd) = &self.global.password_command {
-            return run_password_command(cmd);
+            return Ok(PasswordSource::Command(cmd.clone()));
         }
         if let Some(n) = &self.named {
             if let Some(f) = &n.password_file {
-                return read_password_file(f);
+                return Ok(PasswordSource::File(f.clone()));
             }
             if let Some(c) = &n.password_command {
-                return run_password_command(c);
+                return Ok(PasswordSource::Command(c.clone()));
             }
         }
         if self.uses_default() {
             let d = default_repo()?;
             if d.key.exists() {
-                return read_password_file(&d.key);
+                return Ok(PasswordSource::File(d.key));
             }
         }
-        Err(crate::output::UsageError(
-            "no password given: use --password-file, COFFER_PASSWORD_FILE, COFFER_PASSWORD or --password-command".into(),
-        )
-        .into())
+        Ok(PasswordSource::Missing(
+            "no password given: use --password-file, COFFER_PASSWORD_FILE, COFFER_PASSWORD or \
+             --password-command"
+                .into(),
+        ))
+    }
+
+    /// The password (see [`Ctx::password_source`]).
+    pub fn password(&self) -> Result<Password> {
+        Ok(self.password_source()?.read()?)
+    }
+
+    /// The repository as the operations take it: its URL, storage options and password.
+    pub fn spec(&self) -> Result<RepoSpec> {
+        Ok(RepoSpec {
+            url: self.repo_url()?,
+            options: self.storage_options()?,
+            password: self.password_source()?,
+        })
     }
 
     /// Storage options from `-o KEY=VALUE` and `--connections`.
@@ -240,166 +232,22 @@ impl Ctx {
 
     /// A closed repository handle.
     pub async fn closed(&self) -> Result<Repository<Closed>> {
-        closed_at(&self.repo_url()?, &self.storage_options()?).await
+        Ok(self.spec()?.closed().await?)
     }
 
     /// Opens the repository (key and config); the password is asked for only once the
     /// repository is known to exist.
     pub async fn open(&self) -> Result<Repository<Open>> {
-        open_at(&self.repo_url()?, &self.storage_options()?, || {
-            self.password()
-        })
-        .await
+        Ok(self.spec()?.open().await?)
     }
 
-    /// Opens the repository and loads its index.
+    /// Opens the repository and loads its index (no lock: for listings).
     pub async fn open_indexed(&self) -> Result<Repository<Indexed>> {
         Ok(self.open().await?.load_index().await?)
     }
 
-    /// Opens the repository, takes a lock, and only then loads the index: a prune (which
-    /// holds the exclusive lock) can then neither remove index files while they are read nor
-    /// delete packs this command goes on to rely on. A failed load releases the lock. For
-    /// commands that write; those that only read use [`Ctx::open_for_reading`].
-    pub async fn open_locked(
-        &self,
-        exclusive: bool,
-        command: &str,
-    ) -> Result<(Repository<Indexed>, coffer_core::lock::LockGuard)> {
-        let repo = self.open().await?;
-        let lock = repo.lock(exclusive, command).await?;
-        match repo.load_index().await {
-            Ok(repo) => Ok((repo, lock)),
-            Err(e) => {
-                lock.release().await.ok();
-                Err(e.into())
-            }
-        }
+    /// Opens the repository under a lock of `mode` (see [`RepoSpec::open_locked`]).
+    pub async fn open_locked(&self, mode: LockMode, command: &str) -> Result<Locked> {
+        Ok(self.spec()?.open_locked(mode, command).await?)
     }
-
-    /// Opens the repository for a command that only reads, with the shared lock of
-    /// [`Ctx::open_locked`] when it can be taken (see [`read_lock`]).
-    pub async fn open_for_reading(&self, command: &str) -> Result<(Repository<Indexed>, ReadLock)> {
-        let repo = self.open().await?;
-        let lock = read_lock(&repo, command, self.global.no_lock).await?;
-        match repo.load_index().await {
-            Ok(repo) => Ok((repo, lock)),
-            Err(e) => {
-                lock.release().await.ok();
-                Err(e.into())
-            }
-        }
-    }
-}
-
-/// The shared lock of a command that only reads, or none.
-pub enum ReadLock {
-    /// The shared lock: no prune can start until it is released.
-    Held(coffer_core::lock::LockGuard),
-    /// No lock: `--no-lock`, or the storage refuses this user's writes.
-    None,
-}
-
-impl ReadLock {
-    /// Removes the lock, if one is held.
-    pub async fn release(self) -> coffer_core::Result<()> {
-        match self {
-            ReadLock::Held(lock) => lock.release().await,
-            ReadLock::None => Ok(()),
-        }
-    }
-}
-
-/// Takes the shared lock for reading, unless `no_lock`. A repository this user may only read
-/// (a read-only mount or file system, read-only credentials, a write-protected copy) cannot
-/// hold a lock: a restore must still work there, so it goes on without one after a warning
-/// naming the risk, as restic's `--no-lock` would but without having to know the flag at 3 a.m.
-/// Any other failure to lock (the storage unreachable, another process's exclusive lock) stops.
-pub async fn read_lock<S: coffer_core::Opened>(
-    repo: &Repository<S>,
-    command: &str,
-    no_lock: bool,
-) -> Result<ReadLock> {
-    if no_lock {
-        return Ok(ReadLock::None);
-    }
-    match repo.lock(false, command).await {
-        Ok(lock) => Ok(ReadLock::Held(lock)),
-        Err(e) if e.kind() == coffer_core::ErrorKind::PermissionDenied => {
-            eprintln!(
-                "coffer: warning: cannot write a lock to {}: the storage refuses this user's \
-                 writes, so {command} reads without a lock; a prune run meanwhile from elsewhere \
-                 could remove data it needs (--no-lock skips the attempt)",
-                repo.backend().location()
-            );
-            Ok(ReadLock::None)
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// A closed handle on the repository at `url`.
-pub async fn closed_at(
-    url: &str,
-    opts: &coffer_storage::StorageOptions,
-) -> Result<Repository<Closed>> {
-    Ok(Repository::new(coffer_storage::open(url, opts).await?))
-}
-
-/// Opens the repository at `url`; the password is asked for only once it is known to exist.
-pub async fn open_at(
-    url: &str,
-    opts: &coffer_storage::StorageOptions,
-    password: impl FnOnce() -> Result<Vec<u8>>,
-) -> Result<Repository<Open>> {
-    let repo = closed_at(url, opts).await?;
-    if !repo.exists().await? {
-        return Err(coffer_core::Error::new(
-            coffer_core::ErrorKind::RepositoryNotFound,
-            format!("there is no repository at {url} (create one with `coffer init`)"),
-        )
-        .into());
-    }
-    let pw = password()?;
-    Ok(repo.open(&pw).await?)
-}
-
-/// Applies a filter to snapshots.
-pub fn filter_snapshots(all: Vec<Snapshot>, f: &SnapshotFilter) -> Vec<Snapshot> {
-    // A database URL matches the stored location, which never holds a password; a path
-    // matches its canonical form.
-    let source = f.source.as_ref().map(|s| {
-        if coffer_sources::database::is_database_url(s) {
-            if let Ok(url) = coffer_sources::database::DbUrl::parse(s) {
-                return url.redacted();
-            }
-        }
-        std::fs::canonicalize(s)
-            .map(|p| p.to_string_lossy().into_owned())
-            .unwrap_or_else(|_| s.clone())
-    });
-    all.into_iter()
-        .filter(|s| f.tags.is_empty() || f.tags.iter().any(|t| s.tags.contains(t)))
-        .filter(|s| f.host.as_ref().is_none_or(|h| &s.hostname == h))
-        .filter(|s| {
-            source.as_ref().is_none_or(|src| {
-                s.source.paths.iter().any(|p| p == src) || &s.source.location == src
-            })
-        })
-        .collect()
-}
-
-/// Resolves one snapshot argument (id, prefix or `latest`) under a filter.
-pub async fn find_snapshot<S: coffer_core::Opened>(
-    repo: &Repository<S>,
-    spec: &str,
-    filter: &SnapshotFilter,
-) -> Result<Snapshot> {
-    let all = repo.list_snapshots().await?;
-    let candidates = if spec == "latest" {
-        filter_snapshots(all, filter)
-    } else {
-        all
-    };
-    Ok(Repository::<S>::resolve_snapshot(spec, &candidates)?.clone())
 }

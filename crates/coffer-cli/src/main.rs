@@ -1,5 +1,20 @@
 //! `coffer`: back up, restore, verify and check repositories.
 
+// This crate's `println!`, `print!`, `eprintln!` and `eprint!`: the standard ones panic when the
+// output is closed (`coffer snapshots | head`); these end the process quietly instead (see
+// `output::write_or_exit`). Defined before the modules, so every module uses them.
+macro_rules! println {
+    () => { $crate::output::print_out(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::print_out(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! eprintln {
+    () => { $crate::output::print_err(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::output::print_err(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! eprint {
+    ($($arg:tt)*) => { $crate::output::print_err(format_args!($($arg)*)) };
+}
+
 mod cli;
 mod commands;
 mod context;
@@ -44,32 +59,6 @@ fn fixed_mmap_threshold() {
     }
 }
 
-/// The exit status a shell reports for a process ended by SIGPIPE (128 + 13).
-const CLOSED_PIPE_STATUS: i32 = 141;
-
-/// A closed output (`coffer snapshots | head`) ends the process quietly, as it does for other
-/// Unix tools. SIGPIPE itself stays ignored (Rust's default), so that writes to a closed pipe or
-/// socket fail with EPIPE: with SIGPIPE's default action, a storage connection reset while a
-/// request body was being written (hyper writes with `writev`, which cannot pass
-/// `MSG_NOSIGNAL`) killed a whole backup to S3 (the fault test, a tenth of requests failing).
-/// Printing to a closed stdout or stderr makes `println!` panic with "failed printing to
-/// std...": this hook ends the process there, with the status a shell reports for SIGPIPE.
-fn quiet_on_closed_output() {
-    let default = std::panic::take_hook();
-    std::panic::set_hook(Box::new(move |info| {
-        let payload = info.payload();
-        let msg = payload
-            .downcast_ref::<String>()
-            .map(String::as_str)
-            .or_else(|| payload.downcast_ref::<&str>().copied())
-            .unwrap_or("");
-        if msg.starts_with("failed printing to std") && msg.contains("Broken pipe") {
-            std::process::exit(CLOSED_PIPE_STATUS);
-        }
-        default(info);
-    }));
-}
-
 /// How long tasks that outlive the command get to finish.
 const CLEANUP_GRACE: Duration = Duration::from_secs(2);
 
@@ -88,7 +77,6 @@ fn let_cleanup_finish(rt: &tokio::runtime::Runtime) {
 }
 
 fn main() -> ExitCode {
-    quiet_on_closed_output();
     raise_open_file_limit();
     fixed_mmap_threshold();
     let args = cli::Cli::parse();

@@ -45,6 +45,7 @@ pub fn exit_code_of(err: &anyhow::Error) -> u8 {
                 ErrorKind::Locked => code::LOCKED,
                 ErrorKind::WrongPassword => code::WRONG_PASSWORD,
                 ErrorKind::Interrupted => code::INTERRUPTED,
+                ErrorKind::Usage => code::USAGE,
                 _ => code::FAILURE,
             };
         }
@@ -118,6 +119,34 @@ pub fn duration(secs: f64) -> String {
         0..=59 => format!("{s}s"),
         60..=3599 => format!("{}m {}s", s / 60, s % 60),
         _ => format!("{}h {}m {}s", s / 3600, (s % 3600) / 60, s % 60),
+    }
+}
+
+/// The exit status a shell reports for a process ended by SIGPIPE (128 + 13).
+pub const CLOSED_PIPE_STATUS: i32 = 141;
+
+/// Writes to standard output (this crate's `println!`).
+pub fn print_out(args: std::fmt::Arguments<'_>) {
+    write_or_exit(&mut std::io::stdout().lock(), args);
+}
+
+/// Writes to standard error (this crate's `eprintln!`).
+pub fn print_err(args: std::fmt::Arguments<'_>) {
+    write_or_exit(&mut std::io::stderr().lock(), args);
+}
+
+/// Writes `args`; a closed output (`coffer snapshots | head`) ends the process quietly with the
+/// status a shell reports for SIGPIPE, as other Unix tools do. SIGPIPE itself stays ignored
+/// (Rust's default) so that writes to a closed socket fail with EPIPE instead of killing the
+/// process: with SIGPIPE's default action, a storage connection reset while a request body was
+/// being written (hyper writes with `writev`, which cannot pass `MSG_NOSIGNAL`) killed a whole
+/// backup. Other write errors are ignored, as `println!`'s are not, but a report that cannot be
+/// printed is no reason to undo the work it reports.
+fn write_or_exit(w: &mut impl std::io::Write, args: std::fmt::Arguments<'_>) {
+    if let Err(e) = w.write_fmt(args).and_then(|_| w.flush()) {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            std::process::exit(CLOSED_PIPE_STATUS);
+        }
     }
 }
 

@@ -53,8 +53,23 @@ pub struct CheckReport {
 }
 
 impl Repository<Indexed> {
-    /// Checks the repository.
+    /// Checks the repository and every snapshot it lists now. Snapshots written after this
+    /// repository's index was loaded (by a backup running meanwhile) may use blobs the loaded
+    /// index lacks: callers that run beside backups list the snapshots first, then load the
+    /// index, and call [`Repository::check_snapshots`] (restic's order).
     pub async fn check(&self, opts: &CheckOptions) -> Result<CheckReport> {
+        let snaps = self.list_snapshots().await?;
+        self.check_snapshots(opts, snaps).await
+    }
+
+    /// Checks the repository and the snapshots `snaps`, which must have been listed before this
+    /// repository's index was loaded: a backup writes its index files before its snapshot, so
+    /// every blob such a snapshot uses is then in the index.
+    pub async fn check_snapshots(
+        &self,
+        opts: &CheckOptions,
+        snaps: Vec<crate::snapshot::Snapshot>,
+    ) -> Result<CheckReport> {
         let mut r = CheckReport::default();
         let packs: HashMap<Id, u64> = self
             .backend()
@@ -161,7 +176,6 @@ impl Repository<Indexed> {
         }
         // 2. Every snapshot's trees, and every blob they reference.
         let reader = self.blob_reader();
-        let snaps = self.list_snapshots().await?;
         r.snapshots = snaps.len();
         let mut seen_trees: HashSet<Id> = HashSet::new();
         let mut tree_errors: Vec<String> = Vec::new();
@@ -211,9 +225,12 @@ impl Repository<Indexed> {
         // 3. The data itself.
         if opts.read_data {
             // Pending packs hold nothing the index or a snapshot uses: not read.
-            let mut chosen: Vec<(&Id, &u64)> = packs
+            // Owned pairs: a stream over borrowed items makes the future's `Send` depend on a
+            // higher-ranked lifetime rustc cannot prove (rust-lang/rust#102211).
+            let mut chosen: Vec<(Id, u64)> = packs
                 .iter()
                 .filter(|(id, _)| by_pack.contains_key(*id) || !pending.contains_key(*id))
+                .map(|(id, size)| (*id, *size))
                 .collect();
             chosen.sort();
             if let Some(f) = opts.subset {
@@ -226,7 +243,7 @@ impl Repository<Indexed> {
             let results: Vec<(Vec<String>, Vec<Id>)> = futures::stream::iter(
                 chosen
                     .into_iter()
-                    .map(|(id, size)| self.read_pack(*id, *size, by_pack.get(id))),
+                    .map(|(id, size)| self.read_pack(id, size, by_pack.get(&id))),
             )
             .buffer_unordered(4)
             .collect()

@@ -479,9 +479,12 @@ pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>, Vec<Pe
         .into_iter()
         .map(|(i, _)| i)
         .collect();
+    // Owned ids, not `ids.iter()`: a closure over borrowed items makes this future's `Send`
+    // depend on a higher-ranked lifetime that rustc cannot prove (rust-lang/rust#102211), and
+    // the daemon runs it on spawned tasks.
     let mut files = futures::stream::iter(
-        ids.iter()
-            .map(|id| async move { read_index_file(keys, id).await.map(|f| (*id, f)) }),
+        ids.into_iter()
+            .map(move |id| async move { read_index_file(keys, &id).await.map(|f| (id, f)) }),
     )
     .buffer_unordered(8);
     let mut index = Index::new();
@@ -510,6 +513,18 @@ pub(crate) async fn load_index(keys: &Keyring) -> Result<(Index, Vec<Id>, Vec<Pe
         .flat_map(|(_, p)| p)
         .collect();
     Ok((index, used, pending))
+}
+
+impl Clone for Repository<Open> {
+    /// Another handle on the same open repository (the key is shared, not derived again).
+    fn clone(&self) -> Self {
+        Repository {
+            backend: self.backend.clone(),
+            state: Open {
+                keys: self.state.keys.clone(),
+            },
+        }
+    }
 }
 
 impl Repository<Open> {

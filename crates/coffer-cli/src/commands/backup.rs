@@ -1,16 +1,65 @@
-//! `coffer backup`: back up files and folders into a new snapshot.
+//! `coffer backup`: back up files and folders, or one database, into a new snapshot (then copy
+//! it to the repository's mirrors). The work is `coffer_ops::backup`; this file parses, prints
+//! and chooses the exit code.
 
-use crate::cli::BackupArgs;
 use crate::context::{default_repo, kdf_params, read_password_file, Ctx};
 use crate::output::{self, code, UsageError};
 use anyhow::{Context as _, Result};
 use chrono::{DateTime, NaiveDateTime, Utc};
-use coffer_core::snapshot::{BackupType, Snapshot, SourceInfo};
-use coffer_core::{BackupOptions, Id, Indexed, Repository};
-use coffer_sources::files::{backup_files_with, Excludes, FileBackupOptions, ScanAhead};
+use clap::Args;
+use coffer_core::snapshot::BackupType;
+use coffer_ops::assemble::Labels;
+use coffer_ops::backup::database::{backup_database, database_url, DatabaseBackup};
+use coffer_ops::backup::files::{backup_files, FilesBackup};
+use coffer_ops::backup::{BackupReport, BackupRequest};
+use coffer_sources::files::Excludes;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Instant;
+
+/// `backup`.
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and folders to back up, or one database URL: postgres://USER@HOST:PORT/DB,
+    /// mysql://USER@HOST:PORT/DB (or mariadb://), sqlite:///PATH/TO/DB, redis://HOST:PORT.
+    #[arg(required = true)]
+    pub sources: Vec<PathBuf>,
+    /// Database tables dumped at once (default: the number of cores, at most 4).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub jobs: Option<usize>,
+    /// Back up every database of the server (also what a URL without a database means).
+    #[arg(long)]
+    pub all_databases: bool,
+    /// Read the database password from the first line of this file (otherwise: the URL, or
+    /// PGPASSWORD / .pgpass, MYSQL_PWD, REDISCLI_AUTH).
+    #[arg(long, value_name = "FILE")]
+    pub db_password_file: Option<PathBuf>,
+    /// full, incremental (default when a parent exists) or differential.
+    #[arg(long = "type")]
+    pub backup_type: Option<String>,
+    /// Skip paths matching this glob (repeatable).
+    #[arg(long = "exclude")]
+    pub excludes: Vec<String>,
+    /// Read exclude globs from this file, one per line (repeatable).
+    #[arg(long = "exclude-file")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Tag the snapshot (repeatable).
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Name the snapshot.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Describe the snapshot.
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Record this host name instead of this machine's.
+    #[arg(long)]
+    pub host: Option<String>,
+    /// Set the snapshot's time (RFC 3339, or "YYYY-MM-DD HH:MM:SS" in UTC).
+    #[arg(long)]
+    pub time: Option<String>,
+    /// Do not copy the new snapshot to the mirrors listed in the repository's settings.
+    #[arg(long)]
+    pub no_mirrors: bool,
+}
 
 pub(crate) fn parse_time(s: &str) -> Result<DateTime<Utc>> {
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
@@ -59,7 +108,7 @@ pub(crate) async fn ensure_default(ctx: &Ctx) -> Result<()> {
             .with_context(|| format!("cannot create the key file {}", d.key.display()))?;
         f.write_all(format!("{pw}\n").as_bytes())?;
         f.sync_all()?;
-        pw.into_bytes()
+        zeroize::Zeroizing::new(pw.into_bytes())
     };
     std::fs::create_dir_all(&d.repo)
         .with_context(|| format!("cannot create {}", d.repo.display()))?;
@@ -84,67 +133,9 @@ pub(crate) async fn ensure_default(ctx: &Ctx) -> Result<()> {
     Ok(())
 }
 
-/// Picks the parent snapshot for the requested type; returns the effective type and parent.
-pub(crate) async fn choose_parent(
-    repo: &Repository<Indexed>,
-    requested: Option<BackupType>,
-    same: impl Fn(&Snapshot) -> bool,
-) -> Result<(BackupType, Option<Snapshot>)> {
-    let same_source: Vec<Snapshot> = repo
-        .list_snapshots()
-        .await?
-        .into_iter()
-        .filter(|s| same(s))
-        .collect();
-    let latest = |pred: &dyn Fn(&Snapshot) -> bool| {
-        same_source
-            .iter()
-            .filter(|s| pred(s))
-            .max_by_key(|s| (s.time, s.id))
-            .cloned()
-    };
-    Ok(match requested {
-        Some(BackupType::Full) => (BackupType::Full, None),
-        Some(BackupType::Differential) => match latest(&|s| s.backup_type == BackupType::Full) {
-            Some(p) => (BackupType::Differential, Some(p)),
-            None => (BackupType::Full, None),
-        },
-        Some(BackupType::Incremental) | None => match latest(&|_| true) {
-            Some(p) => (BackupType::Incremental, Some(p)),
-            None => (BackupType::Full, None),
-        },
-    })
-}
-
-/// SIGINT stops reading and keeps what was uploaded (indexed for the next backup); no snapshot
-/// is listed. Abort the returned task when the backup ends.
-pub(crate) fn cancel_on_sigint(
-    session: &Arc<coffer_core::BackupSession>,
-) -> tokio::task::JoinHandle<()> {
-    let s = Arc::downgrade(session);
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            if let Some(s) = s.upgrade() {
-                eprintln!("coffer: interrupted: saving what was uploaded so the next backup reuses it; no snapshot will be listed");
-                s.cancel();
-            }
-        }
-    })
-}
-
-/// Takes the session back once every helper task has let go of it.
-pub(crate) async fn unshare(
-    mut s: Arc<coffer_core::BackupSession>,
-) -> Result<coffer_core::BackupSession> {
-    for _ in 0..500 {
-        match Arc::try_unwrap(s) {
-            Ok(v) => return Ok(v),
-            Err(back) => s = back,
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-    }
-    anyhow::bail!("internal error: the backup session is still shared")
-}
+/// What SIGINT means during a backup.
+pub(crate) const INTERRUPTED: &str =
+    "interrupted: saving what was uploaded so the next backup reuses it; no snapshot will be listed";
 
 /// Runs `backup`.
 pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
@@ -156,12 +147,23 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
                 .map_err(|e| UsageError(format!("{e:#}")))
         })
         .transpose()?;
-    let time = a.time.as_deref().map(parse_time).transpose()?;
+    let request = BackupRequest {
+        labels: Labels {
+            tags: a.tags.clone(),
+            name: a.name.clone(),
+            description: a.description.clone(),
+            host: a.host.clone(),
+            time: a.time.as_deref().map(parse_time).transpose()?,
+        },
+        requested,
+        mirrors: !a.no_mirrors,
+    };
     let urls = a
         .sources
         .iter()
         .filter(|s| coffer_sources::database::is_database_url(&s.to_string_lossy()))
         .count();
+    let display = crate::commands::progress::display(ctx);
     if urls > 0 {
         if a.sources.len() > 1 {
             return Err(UsageError(
@@ -169,130 +171,61 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             )
             .into());
         }
-        return crate::commands::db_backup::run(ctx, a, requested, time).await;
-    }
-    let mut paths: Vec<PathBuf> = Vec::new();
-    for s in &a.sources {
-        let abs =
-            std::path::absolute(s).with_context(|| format!("cannot back up {}", s.display()))?;
-        if let Err(e) = std::fs::symlink_metadata(&abs) {
-            return Err(coffer_core::Error::io(
-                format!(
-                    "cannot back up {}: the source does not exist or cannot be read",
-                    s.display()
-                ),
-                e,
-            )
-            .into());
+        if !a.excludes.is_empty() || !a.exclude_files.is_empty() {
+            return Err(UsageError("--exclude applies to files, not to databases".into()).into());
         }
-        paths.push(abs);
+        let url = database_url(
+            &a.sources[0].to_string_lossy(),
+            a.db_password_file.as_deref(),
+        )?;
+        ensure_default(ctx).await?;
+        let sigint = crate::commands::progress::cancel_on_sigint(INTERRUPTED);
+        let opts = DatabaseBackup {
+            url,
+            request,
+            jobs: a.jobs,
+            all_databases: a.all_databases,
+        };
+        let report = backup_database(&ctx.spec()?, opts, display.clone(), &sigint.token).await;
+        display.finish();
+        let report = report?;
+        print_database(ctx, &report);
+        return Ok(mirror_code(ctx, &report, code::OK));
     }
-    let mut patterns = a.excludes.clone();
+    let mut excludes = a.excludes.clone();
     for f in &a.exclude_files {
-        patterns.extend(Excludes::read_file(f)?);
+        excludes.extend(Excludes::read_file(f)?);
     }
-    let excludes = Excludes::new(&patterns).map_err(|e| UsageError(format!("{e:#}")))?;
-    // Listing the folders starts now, so the walk overlaps opening the repository (the key
-    // derivation, the index and the snapshot list).
-    let scan = ScanAhead::start(&paths, &excludes);
-
-    ensure_default(ctx).await?;
-    let (repo, lock) = ctx.open_locked(false, "backup").await?;
-    let host = a
-        .host
-        .clone()
-        .unwrap_or_else(coffer_core::repository::hostname);
-    let path_strings: Vec<String> = paths
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let (backup_type, parent) = choose_parent(&repo, requested, |s| {
-        s.hostname == host && s.source.kind == "files" && s.source.paths == path_strings
-    })
-    .await?;
-    if requested.is_some_and(|r| r != backup_type) && !ctx.global.quiet {
-        eprintln!(
-            "coffer: no parent snapshot for a {} backup of this source yet: taking a full backup",
-            requested.unwrap()
-        );
-    }
-
-    let started = Utc::now();
-    let clock = Instant::now();
-    let session = Arc::new(repo.start_backup(BackupOptions::default()));
-    let on_signal = cancel_on_sigint(&session);
-    let progress = crate::commands::progress::start(ctx, session.clone());
-    let opts = FileBackupOptions {
-        paths: paths.clone(),
+    let opts = FilesBackup {
+        paths: a.sources.clone(),
         excludes,
-        parent_tree: parent.as_ref().map(|p| p.tree),
-        // Twice the cores: readers blocked on a cold disk leave the CPU to the others.
-        workers: (2 * std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(2))
-        .max(4),
+        request,
     };
-    let (sess, reader, handle) = (
-        session.clone(),
-        repo.blob_reader(),
-        tokio::runtime::Handle::current(),
-    );
-    let result = tokio::task::spawn_blocking(move || {
-        backup_files_with(sess, reader, handle, opts, Some(scan))
-    })
-    .await?;
-    progress.finish();
-    on_signal.abort();
-    let session = unshare(session).await?;
-    let res = match result {
-        Ok(r) => r,
-        Err(e) => {
-            session.abort().await.ok();
-            lock.release().await.ok();
-            return Err(e.into());
-        }
+    // Bad sources and globs are reported before the default repository is created.
+    opts.validate()?;
+    ensure_default(ctx).await?;
+    let sigint = crate::commands::progress::cancel_on_sigint(INTERRUPTED);
+    let report = backup_files(&ctx.spec()?, opts, display.clone(), &sigint.token).await;
+    display.finish();
+    let report = report?;
+    print_files(ctx, &report);
+    let done = if report.is_partial() {
+        code::PARTIAL
+    } else {
+        code::OK
     };
-    let snapshot = Snapshot {
-        id: Id::random(),
-        name: a.name.clone(),
-        source: SourceInfo {
-            kind: "files".into(),
-            location: path_strings.join(", "),
-            paths: path_strings,
-        },
-        hostname: host,
-        username: coffer_core::repository::username(),
-        tags: a.tags.clone(),
-        description: a.description.clone(),
-        backup_type,
-        parent: parent.as_ref().map(|p| p.id),
-        time: time.unwrap_or(started),
-        started,
-        finished: Utc::now(),
-        tool_version: env!("CARGO_PKG_VERSION").into(),
-        tree: res.root,
-        stats: res.stats.clone(),
-        compression: repo.config().compression.clone(),
-        encryption: repo.config().encryption.clone(),
-        extra: serde_json::Value::Null,
-    };
-    let snapshot = match session.finish(snapshot).await {
-        Ok(s) => s,
-        Err(e) => {
-            lock.release().await.ok();
-            return Err(e.into());
-        }
-    };
-    let secs = clock.elapsed().as_secs_f64();
-    // Under the backup's lock, so no prune moves the snapshot's data while it is copied.
-    let mirrored = crate::commands::mirror::after_backup(ctx, &repo, &snapshot, a.no_mirrors).await;
-    lock.release().await.ok();
-    for w in &res.warnings {
+    Ok(mirror_code(ctx, &report, done))
+}
+
+/// Prints what a file backup stored.
+fn print_files(ctx: &Ctx, r: &BackupReport) {
+    for w in &r.warnings {
         eprintln!("coffer: warning: {w}");
     }
-    for u in &res.unreadable {
+    for u in &r.unreadable {
         eprintln!("coffer: cannot read {}: {} (skipped)", u.path, u.error);
     }
+    let snapshot = &r.snapshot;
     let st = &snapshot.stats;
     if ctx.global.json {
         output::print_json(&serde_json::json!({
@@ -308,21 +241,13 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             "bytes_added": st.bytes_added,
             "blobs_added": st.blobs_added,
             "total_bytes": st.total_bytes,
-            "duration_seconds": secs,
-            "unreadable": res.unreadable,
-            "warnings": res.warnings,
-            "mirrors": mirrored,
+            "duration_seconds": r.seconds,
+            "unreadable": r.unreadable,
+            "warnings": r.warnings,
+            "mirrors": r.mirrors,
         }));
     } else if !ctx.global.quiet {
-        println!(
-            "snapshot {} saved ({} backup{})",
-            snapshot.id.short(),
-            snapshot.backup_type,
-            snapshot
-                .parent
-                .map(|p| format!(", parent {}", p.short()))
-                .unwrap_or_default()
-        );
+        print_saved(snapshot, "");
         println!(
             "  {} files ({} read, {} unchanged), {} dirs, {} in total",
             st.files,
@@ -331,26 +256,114 @@ pub async fn run(ctx: &Ctx, a: BackupArgs) -> Result<u8> {
             st.dirs,
             output::size(st.total_bytes)
         );
-        println!(
-            "  read {}, added {} to the repository, in {} ({}/s)",
-            output::size(st.bytes_read),
-            output::size(st.bytes_added),
-            output::duration(secs),
-            output::size((st.bytes_read as f64 / secs.max(1e-3)) as u64)
-        );
-        if !res.unreadable.is_empty() {
+        print_throughput(st, r.seconds);
+        if !r.unreadable.is_empty() {
             println!(
                 "  {} entries could not be read and are missing from the snapshot (listed above)",
-                res.unreadable.len()
+                r.unreadable.len()
             );
         }
     }
-    let mirror_code = crate::commands::mirror::report(ctx, &snapshot, &mirrored);
-    Ok(if mirror_code != code::OK {
-        mirror_code
-    } else if res.unreadable.is_empty() {
-        code::OK
-    } else {
-        code::PARTIAL
-    })
+}
+
+/// `snapshot 1a2b3c4d saved (incremental backup of SOURCE, parent 5e6f7a8b)`.
+fn print_saved(snapshot: &coffer_core::snapshot::Snapshot, of: &str) {
+    println!(
+        "snapshot {} saved ({} backup{of}{})",
+        snapshot.id.short(),
+        snapshot.backup_type,
+        snapshot
+            .parent
+            .map(|p| format!(", parent {}", p.short()))
+            .unwrap_or_default()
+    );
+}
+
+/// `read X, added Y to the repository, in T (R/s)`.
+fn print_throughput(st: &coffer_core::snapshot::SnapshotStats, secs: f64) {
+    println!(
+        "  read {}, added {} to the repository, in {} ({}/s)",
+        output::size(st.bytes_read),
+        output::size(st.bytes_added),
+        output::duration(secs),
+        output::size((st.bytes_read as f64 / secs.max(1e-3)) as u64)
+    );
+}
+
+/// Prints what a database backup stored.
+fn print_database(ctx: &Ctx, r: &BackupReport) {
+    let snapshot = &r.snapshot;
+    let st = &snapshot.stats;
+    let Some(manifest) = &r.manifest else { return };
+    let tables: usize = manifest.databases.iter().map(|d| d.tables.len()).sum();
+    if ctx.global.json {
+        output::print_json(&serde_json::json!({
+            "snapshot_id": snapshot.id,
+            "type": snapshot.backup_type,
+            "parent": snapshot.parent,
+            "source": snapshot.source.location,
+            "engine": manifest.engine,
+            "server_version": manifest.server_version,
+            "databases": manifest.databases.iter().map(|d| &d.name).collect::<Vec<_>>(),
+            "tables": tables,
+            "streams": st.files,
+            "bytes_read": st.bytes_read,
+            "bytes_added": st.bytes_added,
+            "blobs_added": st.blobs_added,
+            "total_bytes": st.total_bytes,
+            "duration_seconds": r.seconds,
+            "mirrors": r.mirrors,
+        }));
+        return;
+    }
+    if ctx.global.quiet {
+        return;
+    }
+    print_saved(snapshot, &format!(" of {}", snapshot.source.location));
+    println!(
+        "  {} {}: {} database(s), {} tables, {} streams, {} in total",
+        manifest.engine,
+        manifest.server_version,
+        manifest.databases.len(),
+        tables,
+        st.files,
+        output::size(st.total_bytes)
+    );
+    print_throughput(st, r.seconds);
+}
+
+/// Prints the mirrors' outcomes (failures always, on stderr, with the command that finishes
+/// the copy; successes unless quiet or JSON) and returns the exit code: 1 when a mirror
+/// failed, else `done`.
+fn mirror_code(ctx: &Ctx, r: &BackupReport, done: u8) -> u8 {
+    let mut result = done;
+    for o in &r.mirrors {
+        match &o.error {
+            Some(e) => {
+                result = code::FAILURE;
+                let repo = ctx.repo_url().unwrap_or_else(|_| "REPO".into());
+                eprintln!(
+                    "coffer: snapshot {} is saved, but copying it to the mirror {} failed: {e}\n\
+                     coffer: finish the copy with: coffer copy --from {repo} --to {} {}",
+                    r.snapshot.id.short(),
+                    o.url,
+                    o.url,
+                    r.snapshot.id.short()
+                );
+            }
+            None if !ctx.global.quiet && !ctx.global.json => {
+                if o.already_there {
+                    println!("  mirror {}: holds it already", o.url);
+                } else {
+                    println!(
+                        "  mirror {}: copied, {} added",
+                        o.url,
+                        output::size(o.bytes_added)
+                    );
+                }
+            }
+            None => {}
+        }
+    }
+    result
 }

@@ -1,24 +1,21 @@
 //! `coffer check`: check the repository's structure, and with --read-data its data.
 
-use crate::cli::CheckArgs;
 use crate::context::Ctx;
-use crate::output::{self, code, UsageError};
+use crate::output::{self, code};
 use anyhow::Result;
+use clap::Args;
 use coffer_core::check::CheckOptions;
+use coffer_ops::check::parse_subset;
 
-fn parse_subset(s: &str) -> Result<f64> {
-    let v: f64 = s.trim_end_matches('%').parse().map_err(|_| {
-        UsageError(format!(
-            "--read-data-subset {s:?} is not a percentage such as 10%"
-        ))
-    })?;
-    if !(v > 0.0 && v <= 100.0) {
-        return Err(UsageError(format!(
-            "--read-data-subset {s:?} must be above 0% and at most 100%"
-        ))
-        .into());
-    }
-    Ok(v / 100.0)
+/// `check`.
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read and authenticate all pack data.
+    #[arg(long)]
+    pub read_data: bool,
+    /// Read this share of the packs, e.g. 10%.
+    #[arg(long)]
+    pub read_data_subset: Option<String>,
 }
 
 /// Runs `check`.
@@ -28,19 +25,27 @@ pub async fn run(ctx: &Ctx, a: CheckArgs) -> Result<u8> {
         .as_deref()
         .map(parse_subset)
         .transpose()?;
-    let (repo, lock) = ctx.open_for_reading("check").await?;
     let opts = CheckOptions {
         read_data: a.read_data || subset.is_some(),
         subset,
     };
-    let report = repo.check(&opts).await;
-    lock.release().await.ok();
+    let display = crate::commands::progress::display(ctx);
+    let sigint = crate::commands::progress::cancel_on_sigint("interrupted: stopping the check");
+    let report = coffer_ops::check::check(
+        &ctx.spec()?,
+        &opts,
+        ctx.global.no_lock,
+        &*display,
+        &sigint.token,
+    )
+    .await;
+    display.finish();
     let report = report?;
     if ctx.global.json {
         output::print_json(&report);
     } else {
         for e in &report.errors {
-            eprintln!("coffer: error: {e:#}");
+            eprintln!("coffer: error: {e}");
         }
         if !ctx.global.quiet {
             for n in &report.notes {

@@ -2,9 +2,7 @@
 //! retention policy `forget` applies when given no flags, and the mirrors every backup is
 //! copied to (`coffer_core::settings`).
 
-use crate::cli::PolicyArgs;
-use crate::commands::forget::policy_from;
-use crate::commands::mirror::open_mirror;
+use crate::commands::forget::{policy_from, PolicyArgs};
 use crate::context::Ctx;
 use crate::output::{self, code, UsageError};
 use anyhow::{Context as _, Result};
@@ -109,7 +107,8 @@ pub async fn run(ctx: &Ctx, cmd: ConfigCommand) -> Result<u8> {
                 return Err(UsageError("a repository cannot be its own mirror".into()).into());
             }
             // A mirror that cannot be opened would fail every backup: prove it works now.
-            let mirror = open_mirror(ctx, &m).await.with_context(|| {
+            let spec = coffer_ops::mirror::mirror_spec(&ctx.spec()?, &m)?;
+            let mirror = spec.open().await.with_context(|| {
                 format!(
                     "cannot open the mirror {} (create it with `coffer init`, and check its \
                      password and options)",

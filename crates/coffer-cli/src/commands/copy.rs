@@ -1,64 +1,63 @@
 //! `coffer copy`: copy snapshots between repositories, keeping their ids.
 
-use crate::cli::{CopyArgs, SnapshotFilter};
-use crate::context::{open_at, read_password_file, Ctx};
+use crate::context::Ctx;
 use crate::output::{self, code};
 use anyhow::Result;
-use coffer_core::Repository;
+use clap::Args;
+use coffer_ops::password::PasswordSource;
+use coffer_ops::RepoSpec;
+use std::path::PathBuf;
 use std::time::Instant;
+
+/// `copy`.
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The repository to copy from.
+    #[arg(long)]
+    pub from: String,
+    /// The repository to copy to (it must exist: `coffer init` it first).
+    #[arg(long)]
+    pub to: String,
+    /// The password file of the source (default: the global password options).
+    #[arg(long, env = "COFFER_FROM_PASSWORD_FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// The password file of the target (default: the global password options).
+    #[arg(long, env = "COFFER_TO_PASSWORD_FILE")]
+    pub to_password_file: Option<PathBuf>,
+    /// Snapshots to copy (ids, prefixes or `latest`; default: all).
+    pub snapshots: Vec<String>,
+}
 
 /// Runs `copy`.
 pub async fn run(ctx: &Ctx, a: CopyArgs) -> Result<u8> {
-    let password = |file: &Option<std::path::PathBuf>| -> Result<Vec<u8>> {
+    let options = ctx.storage_options()?;
+    let password = |file: &Option<PathBuf>| -> Result<PasswordSource> {
         match file {
-            Some(f) => read_password_file(f),
-            None => ctx.password(),
+            Some(f) => Ok(PasswordSource::File(f.clone())),
+            None => ctx.password_source(),
         }
     };
-    let opts = ctx.storage_options()?;
-    let src = open_at(&a.from, &opts, || password(&a.from_password_file)).await?;
-    let dst = open_at(&a.to, &opts, || password(&a.to_password_file)).await?;
-    // Locks first, then the indexes: a prune cannot change them while they are read.
-    let src_lock = crate::context::read_lock(&src, "copy (source)", ctx.global.no_lock).await?;
-    let dst_lock = match dst.lock(false, "copy (target)").await {
-        Ok(l) => l,
-        Err(e) => {
-            src_lock.release().await.ok();
-            return Err(e.into());
-        }
+    let from = RepoSpec {
+        url: a.from.clone(),
+        options: options.clone(),
+        password: password(&a.from_password_file)?,
     };
-    let loaded =
-        async { Ok::<_, coffer_core::Error>((src.load_index().await?, dst.load_index().await?)) }
-            .await;
-    let (src, dst) = match loaded {
-        Ok(pair) => pair,
-        Err(e) => {
-            src_lock.release().await.ok();
-            dst_lock.release().await.ok();
-            return Err(e.into());
-        }
+    let to = RepoSpec {
+        url: a.to.clone(),
+        options,
+        password: password(&a.to_password_file)?,
     };
-    let all = src.list_snapshots().await?;
-    let chosen = if a.snapshots.is_empty() {
-        all.clone()
-    } else {
-        let mut v = Vec::new();
-        for spec in &a.snapshots {
-            let candidates = if spec == "latest" {
-                crate::context::filter_snapshots(all.clone(), &SnapshotFilter::default())
-            } else {
-                all.clone()
-            };
-            v.push(
-                Repository::<coffer_core::Indexed>::resolve_snapshot(spec, &candidates)?.clone(),
-            );
-        }
-        v
+    let opts = coffer_ops::copy::Copy {
+        snapshots: a.snapshots.clone(),
+        no_lock: ctx.global.no_lock,
     };
     let clock = Instant::now();
-    let report = src.copy_to(&dst, &chosen).await;
-    src_lock.release().await.ok();
-    dst_lock.release().await.ok();
+    let display = crate::commands::progress::display(ctx);
+    let sigint = crate::commands::progress::cancel_on_sigint(
+        "interrupted: the copy stops after the snapshot it is copying",
+    );
+    let report = coffer_ops::copy::copy(&from, &to, &opts, &*display, &sigint.token).await;
+    display.finish();
     let report = report?;
     if ctx.global.json {
         output::print_json(&serde_json::json!({

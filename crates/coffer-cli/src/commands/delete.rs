@@ -1,10 +1,18 @@
 //! `coffer delete`: delete snapshots. Their data stays until a prune frees it.
 
-use crate::cli::DeleteArgs;
 use crate::context::Ctx;
 use crate::output::{self, code};
 use anyhow::Result;
+use clap::Args;
 use coffer_core::Repository;
+
+/// `delete`.
+#[derive(Args, Debug)]
+pub struct DeleteArgs {
+    /// Snapshots (ids or unique prefixes).
+    #[arg(required = true)]
+    pub snapshots: Vec<String>,
+}
 
 /// Runs `delete`.
 pub async fn run(ctx: &Ctx, a: DeleteArgs) -> Result<u8> {

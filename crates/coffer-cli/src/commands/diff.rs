@@ -1,12 +1,23 @@
 //! `coffer diff`: paths added, removed and modified between two snapshots.
 
-use crate::cli::{DiffArgs, SnapshotFilter};
-use crate::context::{find_snapshot, Ctx};
+use crate::context::Ctx;
 use crate::output::{self, code};
 use anyhow::Result;
+use clap::Args;
 use coffer_core::tree::Node;
 use coffer_core::walk::walk_tree;
+use coffer_ops::select::find_snapshot;
+use coffer_ops::SnapshotFilter;
 use std::collections::BTreeMap;
+
+/// `diff`.
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older snapshot.
+    pub first: String,
+    /// The newer snapshot.
+    pub second: String,
+}
 
 type Summary = (String, u64, Option<String>, u32, i64, Option<Vec<u8>>);
 

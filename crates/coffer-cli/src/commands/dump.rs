@@ -1,65 +1,63 @@
-//! `coffer dump`: a database snapshot's plain dump on stdout (SQL for PostgreSQL and MySQL, the
-//! database file for SQLite, the RDB file for Redis), so a restore never depends on Coffer
-//! reaching a server.
+//! `coffer dump`: a database snapshot's plain dump on stdout or into a file (SQL for PostgreSQL
+//! and MySQL, the database file for SQLite, the RDB file for Redis), so a restore never depends
+//! on Coffer reaching a server.
 
-use crate::cli::DumpArgs;
-use crate::context::{find_snapshot, Ctx};
-use crate::output::{code, UsageError};
-use anyhow::{Context as _, Result};
-use coffer_sources::database::{self, DbManifest, DumpRequest, Engine, StreamSource};
-use std::io::Write;
+use crate::cli::SnapshotFilter;
+use crate::context::Ctx;
+use crate::output::code;
+use anyhow::Result;
+use clap::Args;
+use coffer_ops::dump::{dump, Dump, DumpOutput};
+use coffer_sources::database::DumpRequest;
+use std::path::PathBuf;
+
+/// `dump`.
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// Snapshot id, unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Which database of a whole-server snapshot.
+    #[arg(long, value_name = "NAME")]
+    pub database: Option<String>,
+    /// Only this table (repeatable).
+    #[arg(long = "table", value_name = "NAME")]
+    pub tables: Vec<String>,
+    /// Only the schema.
+    #[arg(long, conflicts_with = "data_only")]
+    pub schema_only: bool,
+    /// Only the data.
+    #[arg(long)]
+    pub data_only: bool,
+    /// Write to this file instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
 
 /// Runs `dump`.
 pub async fn run(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
-    let (repo, lock) = ctx.open_for_reading("dump").await?;
-    let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
-    if Engine::from_kind(&snap.source.kind).is_none() {
-        lock.release().await.ok();
-        return Err(UsageError(format!(
-            "snapshot {} holds files, not a database: use `coffer restore` or `coffer ls`",
-            snap.id.short()
-        ))
-        .into());
-    }
-    let manifest = DbManifest::from_snapshot(&snap)?;
-    let req = DumpRequest {
-        database: a.database.clone(),
-        tables: a.tables.clone(),
-        schema_only: a.schema_only,
-        data_only: a.data_only,
+    let req = Dump {
+        snapshot: a.snapshot.clone(),
+        filter: a.filter.ops(),
+        request: DumpRequest {
+            database: a.database.clone(),
+            tables: a.tables.clone(),
+            schema_only: a.schema_only,
+            data_only: a.data_only,
+        },
+        no_lock: ctx.global.no_lock,
     };
-    let src = StreamSource::load(&repo, &snap).await?;
-    let result = match &a.output {
-        Some(path) => {
-            // Written beside the destination, renamed into place when complete.
-            let tmp = path.with_extension("coffer-partial");
-            let file = std::fs::File::create(&tmp)
-                .with_context(|| format!("cannot create {}", tmp.display()))?;
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
-            let r = database::dump(&src, &manifest, &req, &mut out).await;
-            match r.map_err(anyhow::Error::new).and_then(|_| {
-                let f = out.into_inner().map_err(|e| e.into_error())?;
-                f.sync_all()?;
-                std::fs::rename(&tmp, path)?;
-                Ok(())
-            }) {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    std::fs::remove_file(&tmp).ok();
-                    Err(e)
-                }
-            }
-        }
-        None => {
-            let mut out = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
-            database::dump(&src, &manifest, &req, &mut out)
-                .await
-                .map_err(anyhow::Error::new)
-                .and_then(|_| out.flush().map_err(anyhow::Error::new))
-        }
+    let display = crate::commands::progress::display(ctx);
+    let sigint = crate::commands::progress::cancel_on_sigint("interrupted: stopping the dump");
+    let mut stdout = std::io::BufWriter::with_capacity(1 << 20, std::io::stdout());
+    let output = match &a.output {
+        Some(path) => DumpOutput::File(path.clone()),
+        None => DumpOutput::Writer(&mut stdout),
     };
-    lock.release().await.ok();
-    result.with_context(|| format!("dumping snapshot {}", snap.id.short()))?;
-    let _ = ctx;
+    let report = dump(&ctx.spec()?, &req, output, &*display, &sigint.token).await;
+    display.finish();
+    report?;
     Ok(code::OK)
 }

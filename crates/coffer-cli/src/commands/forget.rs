@@ -1,25 +1,95 @@
 //! `coffer forget`: apply a retention policy (`coffer_core::retention`) to every snapshot of the
 //! repository, print each one as kept or removed with the rules that decided it, and delete the
-//! removed manifests (unless `--dry-run`). Data is freed by a prune: with `--prune`, under the same
-//! lock, right after (a dry run then shows what prune would do once the snapshots are gone);
-//! every snapshot restores on its own, so removing any of them never breaks another.
-//!
-//! For `--max-size`, a snapshot's size is its `stats.bytes_added` (what its backup stored anew).
-//! That under-estimates what the kept snapshots hold (data first stored by a removed snapshot and
-//! still used by a kept one is not counted), so `--max-size` may leave the repository above the
-//! cap, but never removes more than an exact count of unique bytes would. Computing exact unique
-//! sizes needs every snapshot's trees, which is prune's work.
+//! removed manifests (unless `--dry-run`); with `--prune`, prune right after under the same lock.
+//! The work is `coffer_ops::forget`; this file parses the policy flags and prints.
 
-use crate::cli::{ForgetArgs, PolicyArgs};
 use crate::context::Ctx;
 use crate::output::{self, code, UsageError};
-use anyhow::{Context as _, Result};
-use chrono::{TimeZone, Utc};
-use coffer_core::retention::{self, ByteSize, GroupBy, Plan, Policy, SnapshotMeta, Span};
+use anyhow::Result;
+use clap::Args;
+use coffer_core::retention::{ByteSize, GroupBy, Plan, Policy, Span};
 use coffer_core::snapshot::Snapshot;
-use coffer_core::{Open, Repository};
+use coffer_ops::forget::{Forget, ForgetReport};
 use std::collections::BTreeMap;
-use std::fmt::Display;
+
+/// A retention policy's flags (see `coffer_core::retention` for the exact rules), shared by
+/// `forget` and `config set-retention`.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyArgs {
+    /// Keep the N newest snapshots (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_last: Option<i32>,
+    /// Keep the newest snapshot of each of the N newest hours that have one (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_hourly: Option<i32>,
+    /// Keep the newest snapshot of each of the N newest days that have one (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_daily: Option<i32>,
+    /// Keep the newest snapshot of each of the N newest ISO weeks that have one (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_weekly: Option<i32>,
+    /// Keep the newest snapshot of each of the N newest months that have one (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_monthly: Option<i32>,
+    /// Keep the newest snapshot of each of the N newest years that have one (-1: all).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub keep_yearly: Option<i32>,
+    /// Keep every snapshot within this of the group's newest (30d, 1y2m, 2w3d4h).
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest snapshot of each hour within this of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep the newest snapshot of each day within this of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep the newest snapshot of each ISO week within this of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep the newest snapshot of each month within this of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep the newest snapshot of each year within this of the group's newest.
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep snapshots with this tag (repeatable: any of them; `a,b` needs both).
+    #[arg(long = "keep-tag", value_name = "TAG[,TAG]")]
+    pub keep_tags: Vec<String>,
+    /// Never keep fewer than N snapshots per group (the newest removed ones are kept again).
+    #[arg(long, value_name = "N")]
+    pub min_keep: Option<u32>,
+    /// Never keep more than N snapshots per group (the oldest go first).
+    #[arg(long, value_name = "N")]
+    pub max_keep: Option<u32>,
+    /// Remove the oldest snapshots until the kept ones hold at most SIZE (estimated from each
+    /// snapshot's added bytes), never below --min-keep.
+    #[arg(long, value_name = "SIZE")]
+    pub max_size: Option<String>,
+    /// Group snapshots by these fields: host, source, tags (default host,source).
+    #[arg(long, value_name = "FIELDS")]
+    pub group_by: Option<String>,
+    /// Count hours, days, weeks, months and years in this IANA time zone (default: this
+    /// machine's).
+    #[arg(long, value_name = "TZ")]
+    pub timezone: Option<String>,
+}
+
+/// `forget`: apply a retention policy (the flags, or the repository's stored policy).
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// The policy (none given: the repository's, set by `coffer config set-retention`).
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+    /// Only print what would be removed.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Then prune: delete the data no remaining snapshot references.
+    #[arg(long)]
+    pub prune: bool,
+    /// Prune tuning (with --prune).
+    #[command(flatten)]
+    pub prune_tuning: crate::commands::prune::PruneTuning,
+}
 
 /// Builds the policy from the flags; bad values are usage errors. `None`: no rule was given
 /// (`--group-by` alone is not a rule).
@@ -72,184 +142,82 @@ fn group_by(a: &PolicyArgs) -> Result<Option<GroupBy>> {
         .transpose()
 }
 
-/// The policy and time zone to apply: the flags', or else the repository's stored ones
-/// (`--group-by` and `--timezone` still override); an error when there is neither.
-async fn choose_policy(
-    ctx: &Ctx,
-    repo: &Repository<Open>,
-    a: &PolicyArgs,
-) -> Result<(Policy, Option<String>)> {
-    if let Some(p) = policy_from(a)? {
-        return Ok((p, a.timezone.clone()));
-    }
-    let stored = repo.load_settings().await?;
-    let Some(mut p) = stored.settings.retention else {
-        return Err(UsageError(
-            "no retention policy given, so nothing would be removed: give at least one of \
-             --keep-last, --keep-hourly, --keep-daily, --keep-weekly, --keep-monthly, \
-             --keep-yearly, --keep-within[-hourly|-daily|-weekly|-monthly|-yearly], --keep-tag, \
-             --max-keep or --max-size, or store a policy in the repository with \
-             `coffer config set-retention`"
-                .into(),
-        )
-        .into());
-    };
-    if let Some(g) = group_by(a)? {
-        p.group_by = g;
-    }
-    if !ctx.global.quiet && !ctx.global.json {
-        eprintln!(
-            "coffer: applying the repository's retention policy (settings #{}; change it with \
-             `coffer config set-retention`)",
-            stored.sequence
-        );
-    }
-    Ok((p, a.timezone.clone().or(stored.settings.timezone)))
-}
-
-/// The plan plus each snapshot's local time, computed in the chosen zone.
-fn decide<T: TimeZone>(policy: &Policy, snaps: &[Snapshot], tz: &T) -> Result<(Plan, Vec<String>)>
-where
-    T::Offset: Display,
-{
-    let metas: Vec<SnapshotMeta> = snaps.iter().map(SnapshotMeta::from).collect();
-    let plan = retention::apply(policy, &metas, Utc::now(), tz)?;
-    let times = snaps
-        .iter()
-        .map(|s| {
-            s.time
-                .with_timezone(tz)
-                .format("%Y-%m-%d %H:%M:%S %:z")
-                .to_string()
-        })
-        .collect();
-    Ok((plan, times))
-}
-
 /// Runs `forget`.
 pub async fn run(ctx: &Ctx, a: ForgetArgs) -> Result<u8> {
     // Bad flags are usage errors before the repository is opened.
-    policy_from(&a.policy)?;
-    let prune_opts = if a.prune {
+    let policy = policy_from(&a.policy)?;
+    let prune = if a.prune {
         Some(a.prune_tuning.options(a.dry_run)?)
     } else {
         None
     };
-    let repo = ctx.open().await?;
-    let (policy, tz) = choose_policy(ctx, &repo, &a.policy).await?;
-    let tz = tz
-        .as_deref()
-        .map(retention::parse_timezone)
-        .transpose()
-        .map_err(|e| UsageError(format!("--timezone: {e:#}")))?;
-    // A dry run changes nothing, so it does not need to exclude backups running meanwhile.
-    let lock = repo
-        .lock(
-            !a.dry_run,
-            if a.dry_run {
-                "forget --dry-run"
-            } else {
-                "forget"
-            },
-        )
-        .await?;
-    let result = match forget(ctx, &repo, &policy, tz, a.dry_run, a.prune).await {
-        Ok(done) => match prune_opts {
-            Some(mut opts) => {
-                // A dry run deleted nothing: prune as if the removed snapshots were gone.
-                opts.ignore_snapshots = done.removed.clone();
-                match repo.load_index().await {
-                    Ok(repo) => crate::commands::prune::prune(&repo, &opts)
-                        .await
-                        .map(|r| (done, Some((r, opts)))),
-                    Err(e) => Err(e.into()),
-                }
-            }
-            None => Ok((done, None)),
-        },
-        Err(e) => Err(e),
+    let f = Forget {
+        policy,
+        group_by: group_by(&a.policy)?,
+        timezone: a.policy.timezone.clone(),
+        dry_run: a.dry_run,
+        prune,
     };
-    lock.release().await.ok();
-    let (done, pruned) = result?;
-    if ctx.global.json {
-        match &pruned {
-            // With --prune, one document holds both.
-            Some((r, opts)) => output::print_json(&serde_json::json!({
-                "snapshots": done.rows,
-                "prune": crate::commands::prune::json(r, opts),
-            })),
-            None => output::print_json(&done.rows),
+    let display = crate::commands::progress::display(ctx);
+    let sigint = crate::commands::progress::cancel_on_sigint(
+        "interrupted: forget stops before its next deletion",
+    );
+    let r = coffer_ops::forget::forget(&ctx.spec()?, &f, &*display, &sigint.token).await;
+    display.finish();
+    let r = r?;
+    if !ctx.global.quiet {
+        for n in &r.plan.notes {
+            eprintln!("coffer: note: {n}");
         }
-    } else if let (Some((r, opts)), false) = (&pruned, ctx.global.quiet) {
-        println!();
-        crate::commands::prune::print_text(r, opts);
+    }
+    if ctx.global.json {
+        let rows = json_rows(&r);
+        match (&r.prune, &f.prune) {
+            // With --prune, one document holds both.
+            (Some(p), Some(opts)) => output::print_json(&serde_json::json!({
+                "snapshots": rows,
+                "prune": crate::commands::prune::json(p, opts),
+            })),
+            _ => output::print_json(&rows),
+        }
+    } else if !ctx.global.quiet {
+        print_text(
+            &r.policy,
+            &r.zone,
+            &r.snapshots,
+            &r.plan,
+            &r.local_times,
+            r.dry_run,
+            f.prune.is_some(),
+        );
+        if let (Some(p), Some(opts)) = (&r.prune, &f.prune) {
+            println!();
+            crate::commands::prune::print_text(p, opts);
+        }
     }
     Ok(code::OK)
 }
 
-/// What `forget` decided: the JSON rows, and the snapshots removed (or that would be).
-struct Forgotten {
-    rows: Vec<serde_json::Value>,
-    removed: Vec<coffer_core::Id>,
-}
-
-async fn forget(
-    ctx: &Ctx,
-    repo: &Repository<Open>,
-    policy: &Policy,
-    tz: Option<retention::Tz>,
-    dry_run: bool,
-    pruning: bool,
-) -> Result<Forgotten> {
-    let snaps = repo.list_snapshots().await?;
-    let (plan, times) = match tz {
-        Some(tz) => decide(policy, &snaps, &tz)?,
-        None => decide(policy, &snaps, &chrono::Local)?,
-    };
-    let zone = tz.map_or_else(|| "this machine's time zone".to_string(), |t| t.to_string());
-
-    if !ctx.global.quiet {
-        for n in &plan.notes {
-            eprintln!("coffer: note: {n}");
-        }
-    }
-    let mut rows = Vec::new();
-    if ctx.global.json {
-        rows = snaps
-            .iter()
-            .zip(&plan.decisions)
-            .map(|(s, d)| {
-                serde_json::json!({
-                    "id": s.id,
-                    "time": s.time,
-                    "hostname": s.hostname,
-                    "source": SnapshotMeta::from(s).source,
-                    "tags": s.tags,
-                    "group": d.group,
-                    "keep": d.keep,
-                    "reasons": d.reasons,
-                    "removed_by": d.removed_by,
-                    "size_estimate": s.stats.bytes_added,
-                })
+/// One JSON row per snapshot: what was decided and why.
+fn json_rows(r: &ForgetReport) -> Vec<serde_json::Value> {
+    r.snapshots
+        .iter()
+        .zip(&r.plan.decisions)
+        .map(|(s, d)| {
+            serde_json::json!({
+                "id": s.id,
+                "time": s.time,
+                "hostname": s.hostname,
+                "source": coffer_core::retention::SnapshotMeta::from(s).source,
+                "tags": s.tags,
+                "group": d.group,
+                "keep": d.keep,
+                "reasons": d.reasons,
+                "removed_by": d.removed_by,
+                "size_estimate": s.stats.bytes_added,
             })
-            .collect();
-    } else if !ctx.global.quiet {
-        print_text(policy, &zone, &snaps, &plan, &times, dry_run, pruning);
-    }
-
-    let removed = plan.removed();
-    if !dry_run {
-        for (n, id) in removed.iter().enumerate() {
-            repo.delete_snapshot(id).await.with_context(|| {
-                format!(
-                    "deleting snapshot {} ({n} of {} deleted before it)",
-                    id.short(),
-                    removed.len()
-                )
-            })?;
-        }
-    }
-    Ok(Forgotten { rows, removed })
+        })
+        .collect()
 }
 
 fn print_text(

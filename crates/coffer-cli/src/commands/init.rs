@@ -1,12 +1,31 @@
 //! `coffer init`: create a repository.
 
-use crate::cli::InitArgs;
 use crate::context::{kdf_params, Ctx};
 use crate::output::{self, UsageError};
 use anyhow::Result;
+use clap::Args;
 use coffer_core::compression::Compression;
 use coffer_core::crypto::Encryption;
 use coffer_core::InitOptions;
+
+/// `init`.
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// zstd[:LEVEL] (default zstd:3), lz4, gzip[:LEVEL], bzip2[:LEVEL] or none.
+    #[arg(long, default_value = "zstd:3")]
+    pub compression: String,
+    /// aes256-gcm (default), aes128-gcm, chacha20-poly1305, or none (needs
+    /// --insecure-no-encryption).
+    #[arg(long, default_value = "aes256-gcm")]
+    pub encryption: String,
+    /// Allow --encryption none: data stays authenticated but anyone can read it.
+    #[arg(long)]
+    pub insecure_no_encryption: bool,
+    /// Chunk sizes in bytes, MIN,AVG,MAX (for benchmarks; the default is measured, see
+    /// docs/format.md).
+    #[arg(long, hide = true)]
+    pub chunker: Option<String>,
+}
 
 /// Runs `init`.
 pub async fn run(ctx: &Ctx, a: InitArgs) -> Result<u8> {

@@ -1,17 +1,43 @@
 //! `coffer key`: list, add, remove and change the passwords that open the repository.
 
-use crate::cli::{KeyCommand, NewPassword};
-use crate::context::{kdf_params, read_password_file, Ctx};
+use crate::context::{kdf_params, Ctx};
 use crate::output::{self, code, UsageError};
 use anyhow::Result;
+use clap::{Args, Subcommand};
+use coffer_ops::password::{read_password_file, Password};
+use std::path::PathBuf;
 
-fn new_password(n: &NewPassword) -> Result<Vec<u8>> {
+/// `key` subcommands.
+#[derive(Subcommand, Debug)]
+pub enum KeyCommand {
+    /// List key files.
+    List,
+    /// Add a password.
+    Add(NewPassword),
+    /// Remove a key file (not the one in use).
+    Remove {
+        /// Key id or unique prefix.
+        id: String,
+    },
+    /// Change the password of the key in use.
+    Passwd(NewPassword),
+}
+
+/// Where a new password comes from.
+#[derive(Args, Debug)]
+pub struct NewPassword {
+    /// Read the new password from this file.
+    #[arg(long, env = "COFFER_NEW_PASSWORD_FILE")]
+    pub new_password_file: Option<PathBuf>,
+}
+
+fn new_password(n: &NewPassword) -> Result<Password> {
     if let Some(f) = &n.new_password_file {
-        return read_password_file(f);
+        return Ok(read_password_file(f)?);
     }
     if let Ok(p) = std::env::var("COFFER_NEW_PASSWORD") {
         if !p.is_empty() {
-            return Ok(p.into_bytes());
+            return Ok(Password::new(p.into_bytes()));
         }
     }
     Err(

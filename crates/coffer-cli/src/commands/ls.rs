@@ -1,11 +1,25 @@
 //! `coffer ls`: list the entries of a snapshot.
 
-use crate::cli::LsArgs;
-use crate::context::{find_snapshot, Ctx};
+use crate::cli::SnapshotFilter;
+use crate::context::Ctx;
 use crate::output;
 use anyhow::Result;
+use clap::Args;
 use coffer_core::tree::{Node, NodeKind};
 use coffer_core::walk::walk_tree;
+use coffer_ops::select::find_snapshot;
+
+/// `ls`.
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Snapshot id, unique prefix, or `latest`.
+    pub snapshot: String,
+    /// Only list below this path.
+    pub path: Option<String>,
+    /// Filters for `latest`.
+    #[command(flatten)]
+    pub filter: SnapshotFilter,
+}
 
 fn kind_char(k: NodeKind) -> char {
     match k {
@@ -30,42 +44,14 @@ pub fn mode_string(mode: u32) -> String {
     s
 }
 
-/// Normalizes a path argument into a path below the snapshot root (bytes, no leading `/`).
-pub fn rel_path(arg: &str, source_paths: &[String]) -> Vec<u8> {
-    let single = source_paths.len() == 1;
-    for p in source_paths {
-        if let Some(rest) = arg.strip_prefix(p.as_str()) {
-            if rest.is_empty() || rest.starts_with('/') {
-                let rest = rest.trim_start_matches('/');
-                if single && std::path::Path::new(p).is_dir() {
-                    return rest.as_bytes().to_vec();
-                }
-                let base = std::path::Path::new(p)
-                    .file_name()
-                    .map(|b| b.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                return if rest.is_empty() {
-                    base.into_bytes()
-                } else {
-                    format!("{base}/{rest}").into_bytes()
-                };
-            }
-        }
-    }
-    arg.trim_start_matches('/')
-        .trim_end_matches('/')
-        .as_bytes()
-        .to_vec()
-}
-
 /// Runs `ls`.
 pub async fn run(ctx: &Ctx, a: LsArgs) -> Result<u8> {
     let repo = ctx.open_indexed().await?;
-    let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
+    let snap = find_snapshot(&repo, &a.snapshot, &a.filter.ops()).await?;
     let under = a
         .path
         .as_deref()
-        .map(|p| rel_path(p, &snap.source.paths))
+        .map(|p| coffer_ops::select::path_in_snapshot(p, &snap.source.paths))
         .filter(|p| !p.is_empty());
     let mut rows: Vec<(Vec<u8>, Node)> = Vec::new();
     let mut visit = |p: &[u8], n: &Node| {

@@ -11,7 +11,6 @@ use anyhow::Result;
 use clap::Args;
 use coffer_core::prune::{MaxUnused, PruneOptions, PruneReport, PruneStage, DEFAULT_GRACE};
 use coffer_core::retention::ByteSize;
-use coffer_core::{Indexed, Repository};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -92,35 +91,19 @@ pub struct PruneArgs {
 /// Runs `prune`.
 pub async fn run(ctx: &Ctx, a: PruneArgs) -> Result<u8> {
     let opts = a.tuning.options(a.dry_run)?;
-    let repo = ctx.open().await?;
-    // Exclusive: no backup runs meanwhile. A dry run changes nothing, so a shared lock will do.
-    let lock = repo
-        .lock(
-            !a.dry_run,
-            if a.dry_run {
-                "prune --dry-run"
-            } else {
-                "prune"
-            },
-        )
-        .await?;
-    let result = match repo.load_index().await {
-        Ok(repo) => prune(&repo, &opts).await,
-        Err(e) => Err(e.into()),
-    };
-    lock.release().await.ok();
-    let report = result?;
+    let display = crate::commands::progress::display(ctx);
+    let sigint = crate::commands::progress::cancel_on_sigint(
+        "interrupted: a prune that has started writing runs to its end",
+    );
+    let report = coffer_ops::prune::prune(&ctx.spec()?, &opts, &*display, &sigint.token).await;
+    display.finish();
+    let report = report?;
     if ctx.global.json {
         output::print_json(&json(&report, &opts));
     } else if !ctx.global.quiet {
         print_text(&report, &opts);
     }
     Ok(code::OK)
-}
-
-/// Prunes a repository whose lock the caller holds (exclusive, or shared for a dry run).
-pub async fn prune(repo: &Repository<Indexed>, opts: &PruneOptions) -> Result<PruneReport> {
-    Ok(repo.prune(opts).await?)
 }
 
 /// The report as JSON, with the settings it ran with.

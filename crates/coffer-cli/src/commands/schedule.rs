@@ -2,7 +2,7 @@
 //! Also the helpers `serve` and `status` share: loading the config, opening the catalog,
 //! printing times and events.
 
-use crate::commands::serve::ProcessRunner;
+use crate::commands::serve::ops_runner;
 use crate::context::Ctx;
 use crate::output::{self, code, UsageError};
 use anyhow::{anyhow, Context as _, Result};
@@ -298,7 +298,7 @@ async fn run_now(ctx: &Ctx, a: &ConfigArg, name: &str, prune: bool) -> Result<u8
     let config = Arc::new(load_config(a.config.as_deref())?);
     config.job(name).map_err(|e| UsageError(format!("{e:#}")))?;
     let (catalog, _) = open_catalog(&config).await?;
-    let runner = Arc::new(ProcessRunner::new(&ctx.global)?);
+    let runner = Arc::new(ops_runner(ctx)?);
     let quiet = ctx.global.quiet;
     let s = Scheduler::new(
         config,

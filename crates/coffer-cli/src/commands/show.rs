@@ -1,14 +1,15 @@
 //! `coffer show`: print one snapshot's manifest.
 
 use crate::cli::SnapArg;
-use crate::context::{find_snapshot, Ctx};
+use crate::context::Ctx;
 use crate::output;
 use anyhow::Result;
+use coffer_ops::select::find_snapshot;
 
 /// Runs `show`.
 pub async fn run(ctx: &Ctx, a: SnapArg) -> Result<u8> {
     let repo = ctx.open().await?;
-    let s = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
+    let s = find_snapshot(&repo, &a.snapshot, &a.filter.ops()).await?;
     if ctx.global.json {
         output::print_json(&s);
         return Ok(output::code::OK);

@@ -1,14 +1,14 @@
 //! `coffer snapshots` (alias `list`): list snapshots, oldest first.
 
 use crate::cli::SnapshotFilter;
-use crate::context::{filter_snapshots, Ctx};
+use crate::context::Ctx;
 use crate::output;
 use anyhow::Result;
 
 /// Runs `snapshots`.
 pub async fn run(ctx: &Ctx, f: SnapshotFilter) -> Result<u8> {
     let repo = ctx.open().await?;
-    let snaps = filter_snapshots(repo.list_snapshots().await?, &f);
+    let snaps = f.ops().apply(repo.list_snapshots().await?);
     if ctx.global.json {
         output::print_json(&snaps);
         return Ok(output::code::OK);

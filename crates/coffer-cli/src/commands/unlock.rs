@@ -1,9 +1,17 @@
 //! `coffer unlock`: remove stale locks.
 
-use crate::cli::UnlockArgs;
 use crate::context::Ctx;
 use crate::output::{self, code};
 use anyhow::Result;
+use clap::Args;
+
+/// `unlock`.
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, not only stale ones.
+    #[arg(long)]
+    pub remove_all: bool,
+}
 
 /// Runs `unlock`.
 pub async fn run(ctx: &Ctx, a: UnlockArgs) -> Result<u8> {

@@ -1,35 +1,42 @@
 //! `coffer verify`: read every blob of a snapshot and check every file's SHA-256.
 
 use crate::cli::SnapArg;
-use crate::context::{find_snapshot, Ctx};
+use crate::context::Ctx;
 use crate::output::{self, code};
 use anyhow::Result;
 
 /// Runs `verify`.
 pub async fn run(ctx: &Ctx, a: SnapArg) -> Result<u8> {
-    let (repo, lock) = ctx.open_for_reading("verify").await?;
-    let snap = find_snapshot(&repo, &a.snapshot, &a.filter).await?;
-    let report = repo.verify_snapshot(&snap).await;
-    lock.release().await.ok();
+    let display = crate::commands::progress::display(ctx);
+    let sigint =
+        crate::commands::progress::cancel_on_sigint("interrupted: stopping the verification");
+    let report = coffer_ops::verify::verify(
+        &ctx.spec()?,
+        &a.snapshot,
+        &a.filter.ops(),
+        ctx.global.no_lock,
+        &*display,
+        &sigint.token,
+    )
+    .await;
+    display.finish();
     let report = report?;
     if ctx.global.json {
-        output::print_json(
-            &serde_json::json!({ "ok": report.ok, "snapshot_id": snap.id, "errors": report.errors }),
-        );
+        output::print_json(&report);
     } else {
         for e in &report.errors {
-            eprintln!("coffer: damaged: {e:#}");
+            eprintln!("coffer: damaged: {e}");
         }
         if !ctx.global.quiet {
             if report.ok {
                 println!(
                     "snapshot {} verified: every blob authenticated, every file's SHA-256 matches",
-                    snap.id.short()
+                    report.snapshot_id.short()
                 );
             } else {
                 println!(
                     "snapshot {} is DAMAGED: {} problem(s), listed above",
-                    snap.id.short(),
+                    report.snapshot_id.short(),
                     report.errors.len()
                 );
             }

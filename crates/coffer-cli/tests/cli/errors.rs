@@ -207,6 +207,45 @@ fn ambiguous_snapshot_prefix_is_refused() {
         .assert_failure()
         .assert_mentions("ambiguous");
     assert!(!target.exists());
+    assert_eq!(
+        lock_files(&env),
+        Vec::<String>::new(),
+        "a failed restore left its lock"
+    );
+}
+
+/// The lock files in the environment's repository.
+fn lock_files(env: &coffer_testkit::cli::CofferEnv) -> Vec<String> {
+    match std::fs::read_dir(env.repo_path("locks")) {
+        Ok(rd) => rd
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+#[test]
+fn commands_that_fail_early_release_their_lock() {
+    let env = env_with_repo();
+    let src = env.path("src");
+    write_files(&src, &[("a.txt", b"a")]);
+    env.backup([s(&src)]);
+    let target = env.path("target");
+    for args in [
+        vec!["restore", "deadbeef", "--target", s(&target)],
+        vec!["verify", "deadbeef"],
+        vec!["dump", "deadbeef"],
+        vec!["dump", "latest"],
+        vec!["ls", "deadbeef"],
+    ] {
+        env.run(&args).assert_failure().assert_one_line_error();
+        assert_eq!(
+            lock_files(&env),
+            Vec::<String>::new(),
+            "`coffer {}` left its lock",
+            args.join(" ")
+        );
+    }
 }
 
 #[test]

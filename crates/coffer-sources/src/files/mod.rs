@@ -13,4 +13,4 @@ pub use backup::{
 };
 pub use exclude::Excludes;
 pub use lister::ScanAhead;
-pub use restore::{restore_files, RestoreOptions, RestoreReport};
+pub use restore::{restore_files, RestoreOptions, RestoreReport, RestoreWatch};

@@ -32,6 +32,51 @@ pub struct RestoreOptions {
     pub overwrite: bool,
     /// Writing threads.
     pub workers: usize,
+    /// Live counters and the stop flag, shared with the caller.
+    pub watch: RestoreWatch,
+}
+
+/// What a caller can see of a running restore, and how it stops one: files and bytes written
+/// so far, the totals once the plan is made, and a flag that, once set, starts no new file
+/// (files being written are finished) so that the restore ends with
+/// [`ErrorKind::Interrupted`], naming what it left in the target.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreWatch(Arc<WatchInner>);
+
+#[derive(Debug, Default)]
+struct WatchInner {
+    files: AtomicU64,
+    bytes: AtomicU64,
+    files_total: AtomicU64,
+    bytes_total: AtomicU64,
+    stop: std::sync::atomic::AtomicBool,
+}
+
+impl RestoreWatch {
+    /// Files written so far.
+    pub fn files(&self) -> u64 {
+        self.0.files.load(Ordering::Relaxed)
+    }
+    /// Content bytes written so far.
+    pub fn bytes(&self) -> u64 {
+        self.0.bytes.load(Ordering::Relaxed)
+    }
+    /// Regular files to write in all (0 until the plan is made).
+    pub fn files_total(&self) -> u64 {
+        self.0.files_total.load(Ordering::Relaxed)
+    }
+    /// Content bytes to write in all (0 until the plan is made).
+    pub fn bytes_total(&self) -> u64 {
+        self.0.bytes_total.load(Ordering::Relaxed)
+    }
+    /// Asks the restore to stop (see [`RestoreWatch`]).
+    pub fn stop(&self) {
+        self.0.stop.store(true, Ordering::SeqCst);
+    }
+    /// Whether [`RestoreWatch::stop`] was called.
+    pub fn is_stopped(&self) -> bool {
+        self.0.stop.load(Ordering::SeqCst)
+    }
 }
 
 /// What a restore did.
@@ -309,12 +354,12 @@ fn do_work(
     handle: &tokio::runtime::Handle,
     w: Work,
     as_root: bool,
-    done: &(AtomicU64, AtomicU64),
+    done: &RestoreWatch,
     failed: &Failures,
 ) {
     let ok = |n: u64| {
-        done.0.fetch_add(1, Ordering::Relaxed);
-        done.1.fetch_add(n, Ordering::Relaxed);
+        done.0.files.fetch_add(1, Ordering::Relaxed);
+        done.0.bytes.fetch_add(n, Ordering::Relaxed);
     };
     match w {
         Work::Large(job) => {
@@ -533,7 +578,17 @@ pub fn restore_files(
         Work::Range(r) => (1, r.start),
     });
     let failed: Failures = Arc::new(Mutex::new(early_failures));
-    let counters = Arc::new((AtomicU64::new(0), AtomicU64::new(0)));
+    let counters = opts.watch.clone();
+    let (files_total, bytes_total) = work.iter().fold((0u64, 0u64), |(f, b), w| match w {
+        Work::Large(j) => (f + 1, b + j.node.size),
+        Work::Range(r) => r
+            .blobs
+            .iter()
+            .flat_map(|(_, jobs)| jobs)
+            .fold((f, b), |(f, b), j| (f + 1, b + j.node.size)),
+    });
+    counters.0.files_total.store(files_total, Ordering::Relaxed);
+    counters.0.bytes_total.store(bytes_total, Ordering::Relaxed);
     let mut bad_groups: Vec<PathBuf> = Vec::new();
     {
         let (tx, rx) = bounded::<Work>(64);
@@ -548,12 +603,15 @@ pub fn restore_files(
             );
             threads.push(std::thread::spawn(move || {
                 for w in rx {
+                    if counters.is_stopped() {
+                        break;
+                    }
                     do_work(&reader, &handle, w, as_root, &counters, &failed);
                 }
             }));
         }
         for w in work {
-            if tx.send(w).is_err() {
+            if opts.watch.is_stopped() || tx.send(w).is_err() {
                 break;
             }
         }
@@ -567,8 +625,21 @@ pub fn restore_files(
         bad_groups.push(path);
         report.failed.push((display, err));
     }
-    report.files = counters.0.load(Ordering::Relaxed);
-    report.bytes = counters.1.load(Ordering::Relaxed);
+    report.files = counters.files();
+    report.bytes = counters.bytes();
+    if opts.watch.is_stopped() {
+        return Err(Error::new(
+            ErrorKind::Interrupted,
+            format!(
+                "the restore was interrupted: {} holds a partial restore ({} of {} files, without \
+                 the directories' permissions and times); restore again into an empty folder, \
+                 or with --overwrite into this one",
+                target.display(),
+                report.files,
+                files_total
+            ),
+        ));
+    }
     // 4. Hardlinks to the files just written.
     for (path, g, display) in links {
         let first = &groups[&g];

@@ -1,6 +1,10 @@
-//! Executing one task of a job: the [`JobRunner`] trait. The daemon in the `coffer` command
-//! implements it by running `coffer` itself (backup, verify, forget, prune, copy); tests use
-//! fakes.
+//! Executing one task of a job: the [`JobRunner`] trait, and [`OpsRunner`], which runs a job's
+//! steps (backup, verification, retention, prune, mirrors) in-process through `coffer_ops`, the
+//! same typed operations the `coffer` command calls. The scheduler's tests use fakes.
+
+mod ops;
+
+pub use ops::OpsRunner;
 
 use crate::catalog::TaskKind;
 use crate::config::{Config, Job};
