@@ -120,6 +120,13 @@ impl Error {
         self.kind
     }
 
+    /// Whether this error or a cause below it is of `kind`: a storage error reached through a
+    /// writer (an [`std::io::Error`] wrapping this crate's error) keeps its kind for the
+    /// decisions taken above it (a full repository, an interruption).
+    pub fn has_kind(&self, kind: ErrorKind) -> bool {
+        self.kind == kind || self.source().is_some_and(|s| kind_in_chain(s, kind))
+    }
+
     /// Whether repeating the operation may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable
@@ -191,6 +198,32 @@ pub fn chain(err: &(dyn std::error::Error + 'static)) -> String {
     out
 }
 
+/// Whether `err` or one of its sources is a Coffer [`Error`] of `kind`, looking inside
+/// [`std::io::Error`]s too (whose `source()` skips the error they wrap).
+pub fn kind_in_chain(err: &(dyn std::error::Error + 'static), kind: ErrorKind) -> bool {
+    let mut next = Some(err);
+    // Causes nest a few levels; the bound only guards against a cycle.
+    for _ in 0..64 {
+        let Some(e) = next else { return false };
+        if let Some(own) = e.downcast_ref::<Error>() {
+            if own.kind == kind {
+                return true;
+            }
+        }
+        if let Some(inner) = e
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+        {
+            let inner: &(dyn std::error::Error + 'static) = inner;
+            if kind_in_chain(inner, kind) {
+                return true;
+            }
+        }
+        next = e.source();
+    }
+    false
+}
+
 impl std::error::Error for Error {
     fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
         self.source
@@ -226,5 +259,20 @@ mod tests {
         let e = Error::new(ErrorKind::Source, "step 1 failed").untouched();
         assert!(e.context("restoring into db").target_untouched());
         assert!(!Error::new(ErrorKind::Source, "step 2 failed").target_untouched());
+    }
+
+    #[test]
+    fn a_kind_is_found_below_other_errors_and_inside_io_errors() {
+        let full = Error::new(ErrorKind::StorageFull, "writing pack 1a2b");
+        // Through a writer: an io::Error wrapping it, then the engine's own error.
+        let through_writer = std::io::Error::other(full);
+        let e = Error::new(ErrorKind::Storage, "storing the RDB").with_source(through_writer);
+        assert_eq!(e.kind(), ErrorKind::Storage);
+        assert!(e.has_kind(ErrorKind::StorageFull));
+        assert!(e.has_kind(ErrorKind::Storage));
+        assert!(!e.has_kind(ErrorKind::Corrupt));
+        // A plain io::Error below says nothing of Coffer's kinds.
+        let plain = Error::io("x", std::io::Error::other("disk on fire"));
+        assert!(!plain.has_kind(ErrorKind::StorageFull));
     }
 }

@@ -99,7 +99,7 @@ pub(crate) async fn store_database(
             }
             // The storage crate gives a full repository its own kind; a full local disk (a
             // temporary file's) is a plain storage error whose message names the file.
-            let full = if e.kind() == ErrorKind::StorageFull {
+            let full = if e.has_kind(ErrorKind::StorageFull) {
                 REPOSITORY_FULL
             } else {
                 ""
@@ -136,7 +136,7 @@ pub(crate) async fn store_database(
             return e;
         }
         // Only the repository is written here: the database was read completely.
-        let full = if e.kind() == ErrorKind::StorageFull {
+        let full = if e.has_kind(ErrorKind::StorageFull) {
             REPOSITORY_FULL
         } else {
             ""
