@@ -87,6 +87,13 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     } else {
         vec![ctx.url.database.clone().unwrap_or_default()]
     };
+    // Events per database, read now: no connection is held open, idle, while the dump tool
+    // runs (a proxy or load balancer may cut an idle connection; a backup must not fail on it).
+    let event_counts: Vec<(String, u64)> = control
+        .query("SELECT EVENT_SCHEMA, COUNT(*) FROM information_schema.EVENTS GROUP BY EVENT_SCHEMA")
+        .await
+        .map_err(|e| query_error("counting events", e))?;
+    let _ = control.disconnect().await;
 
     // The schema of each database, before the data snapshot.
     let tool = dump_tool()?;
@@ -102,14 +109,10 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
         .await?;
         let path = layout::schema(db);
         add_bytes(&ctx.sink, &path, text.clone().into_bytes()).await?;
-        let events: u64 = control
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA={}",
-                lit(db)
-            ))
-            .await
-            .map_err(|e| query_error("counting events", e))?
-            .unwrap_or(0);
+        let events = event_counts
+            .iter()
+            .find(|(schema, _)| schema == db)
+            .map_or(0, |(_, n)| *n);
         if events > 0 {
             let ev = run_dump(
                 &server,
@@ -132,7 +135,8 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     // Tests drop a table here: between the schema dump and the data snapshot.
     crate::database::pause::at("mysql-schema-dumped").await;
 
-    // The snapshot every table's data is read in.
+    // The snapshot every table's data is read in (on a new control connection: see above).
+    let mut control = server.connect(first_db).await?;
     let table_count: u64 = control
         .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE','SYSTEM VERSIONED') AND TABLE_SCHEMA IN ({})",
