@@ -10,6 +10,7 @@ pub mod fault_proxy;
 pub mod mariadb;
 pub mod postgres;
 pub mod redis_server;
+pub mod server_logs;
 pub mod servers;
 pub mod small_disk;
 pub mod sqlite_fixture;

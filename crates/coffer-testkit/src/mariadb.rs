@@ -4,7 +4,8 @@
 //! the awkward data set, per-table checksums, a transfer writer.
 //!
 //! [`MariaDbServer::shared`] starts one server per test process and stops it (by its process
-//! id) when the process exits.
+//! id) when the process exits. A failing test prints the end of the error log of the servers it
+//! used (see [`crate::server_logs`]).
 
 pub use mysql_async;
 
@@ -56,19 +57,22 @@ extern "C" fn stop_shared() {
     if let Some(s) = SHARED.get() {
         let pgid = s.process.pid() as libc::pid_t;
         unsafe { libc::kill(-pgid, libc::SIGKILL) };
+        s.process.logs().keep(s.process.pid());
         let _ = std::fs::remove_dir_all(s.dir.path());
     }
 }
 
 impl MariaDbServer {
     /// The server shared by every test of this process (started on first use, stopped when the
-    /// process exits).
+    /// process exits). A test calling this that fails prints the end of its error log.
     pub fn shared() -> &'static MariaDbServer {
-        SHARED.get_or_init(|| {
+        let s = SHARED.get_or_init(|| {
             let s = MariaDbServer::start();
             unsafe { libc::atexit(stop_shared) };
             s
-        })
+        });
+        s.process.logs().watch_from_this_thread();
+        s
     }
 
     /// Starts a fresh server with the test account.
@@ -108,7 +112,8 @@ impl MariaDbServer {
             .arg("--bind-address=127.0.0.1")
             .arg("--user=root")
             .arg(format!("--pid-file={}", d.join("pid").display()))
-            .arg(format!("--log-error={}", d.join("err").display()))
+            // With an extension: mariadbd appends `.err` to a name without one.
+            .arg(format!("--log-error={}", d.join("error.log").display()))
             .args([
                 "--innodb-buffer-pool-size=64M",
                 "--skip-log-bin",
@@ -116,6 +121,7 @@ impl MariaDbServer {
                 "--max-allowed-packet=64M",
             ]);
         let mut process = ServerProcess::spawn("mariadbd", cmd, &d.join("out"));
+        process.add_log(&d.join("error.log"));
         process.wait_for_port(port);
         let s = MariaDbServer { process, port, dir };
         s.root_sql(&format!(
@@ -149,7 +155,7 @@ impl MariaDbServer {
 
     /// The server's error log.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("err")).unwrap_or_default()
+        std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default()
     }
 
     /// `mysql://coffer@127.0.0.1:PORT/DB` (the password comes from `MYSQL_PWD`).

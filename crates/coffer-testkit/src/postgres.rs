@@ -4,7 +4,8 @@
 //! (`/usr/lib/postgresql/NN/bin`, the newest; `COFFER_TEST_PG_BIN` overrides) in a temporary
 //! folder, listening on 127.0.0.1 only, with password (SCRAM) authentication over TCP. When the
 //! tests run as root, the server runs as the `postgres` user (or `nobody`), as it refuses root.
-//! [`shared`] starts one server per test process, stopped when the process exits.
+//! [`shared`] starts one server per test process, stopped when the process exits. A failing
+//! test prints the end of the log of the servers it used (see [`crate::server_logs`]).
 
 use crate::db_suite::{DbFixture, Writer};
 use crate::servers::{closed_port, free_port, ServerProcess, INSTALL_HINT};
@@ -286,6 +287,10 @@ fn stop_postmaster(dir: &Path) {
 
 impl Drop for PgServer {
     fn drop(&mut self) {
+        // The log as the failure left it, before the shutdown adds to it.
+        if let Some(p) = &self.process {
+            p.logs().print_if_panicking();
+        }
         self.stop();
     }
 }
@@ -295,18 +300,25 @@ static SHARED: OnceLock<PgServer> = OnceLock::new();
 extern "C" fn stop_shared() {
     if let Some(s) = SHARED.get() {
         stop_postmaster(&s.dir);
+        if let Some(p) = &s.process {
+            p.logs().keep(p.pid());
+        }
         let _ = std::fs::remove_dir_all(&s.dir);
     }
 }
 
 /// One server for the whole test process (started on first use, stopped when the process
-/// exits).
+/// exits). A test calling this that fails prints the end of the server's log.
 pub fn shared() -> &'static PgServer {
-    SHARED.get_or_init(|| {
+    let s = SHARED.get_or_init(|| {
         let s = PgServer::start();
         unsafe { libc::atexit(stop_shared) };
         s
-    })
+    });
+    if let Some(p) = &s.process {
+        p.logs().watch_from_this_thread();
+    }
+    s
 }
 
 /// The awkward data set: every byte value, NULLs, unicode and emoji, very long text, exact

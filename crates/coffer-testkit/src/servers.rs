@@ -1,5 +1,6 @@
 //! Real storage servers for tests, started on 127.0.0.1 with free ports in temporary folders and
-//! stopped (their whole process group killed by id) when dropped:
+//! stopped (their whole process group killed by id) when dropped; a test that fails prints the
+//! last lines of its servers' logs (see [`crate::server_logs`]):
 //!
 //! * [`S3Server`]: moto's `moto_server` (S3), with a bucket created by a plain `PUT`;
 //! * [`AzureServer`]: Azurite's `azurite-blob`, with a container created by a SharedKey-signed
@@ -19,6 +20,7 @@
 //! `XDG_STATE_HOME` (where the ssh control sockets go) into it. Nothing outside temporary
 //! folders is read or written; the client folder is removed when the process exits.
 
+use crate::server_logs::ServerLogs;
 use sha2::{Digest, Sha256};
 use std::collections::BTreeMap;
 use std::fs;
@@ -80,11 +82,14 @@ pub fn closed_port() -> u16 {
     free_port()
 }
 
-/// A server process in its own process group, killed with its children on drop.
+/// A server process in its own process group, killed with its children on drop. Dropped while
+/// its test fails (the thread panicking), it first prints the last lines of its logs; with
+/// `COFFER_TEST_SERVER_LOGS` set, it keeps them (see [`crate::server_logs`]).
 pub struct ServerProcess {
     name: String,
     child: Child,
     log: PathBuf,
+    logs: ServerLogs,
 }
 
 impl ServerProcess {
@@ -103,7 +108,19 @@ impl ServerProcess {
             name: name.to_string(),
             child,
             log: log.to_path_buf(),
+            logs: ServerLogs::new(name, vec![log.to_path_buf()]),
         }
+    }
+
+    /// Adds a log the server writes besides its output (MariaDB's `--log-error` file), printed
+    /// and kept with it.
+    pub fn add_log(&mut self, path: &Path) {
+        self.logs.add(path);
+    }
+
+    /// Its logs: its output, then those [`ServerProcess::add_log`] added.
+    pub fn logs(&self) -> &ServerLogs {
+        &self.logs
     }
 
     /// The process id.
@@ -171,7 +188,9 @@ impl ServerProcess {
 
 impl Drop for ServerProcess {
     fn drop(&mut self) {
+        self.logs.print_if_panicking();
         self.stop();
+        self.logs.keep(self.child.id());
     }
 }
 

@@ -2,15 +2,18 @@
 //! (each dump stream stored as a file of the snapshot's tree), the restore request and report,
 //! and the dispatch to the engine modules (`crate::postgres`, `mysql`, `sqlite`, `redis`).
 //!
-//! An engine module offers the same four functions: `backup`, `probe_target`, `restore` and
-//! `dump`, with the signatures of the dispatchers below.
+//! Each engine module implements [`DatabaseEngine`] once; [`engine_for`] picks the
+//! implementation of an [`Engine`], and the dispatchers below go through it.
 
+pub(crate) mod capture;
+pub mod engine;
 pub mod manifest;
 pub(crate) mod pause;
 pub mod sink;
 pub mod source;
 pub mod url;
 
+pub use engine::{engine_for, DatabaseEngine};
 pub use manifest::{DatabaseInfo, DbManifest, StreamInfo, TableInfo};
 pub use sink::{component, AsyncStream, StreamSink, StreamWriter};
 pub use source::{StreamReader, StreamSource};
@@ -127,12 +130,7 @@ impl RestoreReport {
 pub async fn backup(ctx: BackupContext) -> Result<(Id, DbManifest, SnapshotStats)> {
     let sink = ctx.sink.clone();
     let engine = ctx.url.engine;
-    let mut manifest = match ctx.url.engine {
-        Engine::Postgres => crate::postgres::backup(&ctx).await?,
-        Engine::Mysql => crate::mysql::backup(&ctx).await?,
-        Engine::Sqlite => crate::sqlite::backup(&ctx).await?,
-        Engine::Redis => crate::redis::backup(&ctx).await?,
-    };
+    let mut manifest = engine_for(engine).backup(&ctx).await?;
     drop(ctx);
     manifest.engine = engine.kind().to_string();
     let (root, streams, stats) = tokio::task::spawn_blocking(move || sink.finish())
@@ -149,12 +147,9 @@ pub async fn backup(ctx: BackupContext) -> Result<(Id, DbManifest, SnapshotStats
 
 /// Looks at the target before a restore: does it exist, is it empty, what would be replaced.
 pub async fn probe_target(manifest: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
-    match req.target()?.engine {
-        Engine::Postgres => crate::postgres::probe_target(manifest, req).await,
-        Engine::Mysql => crate::mysql::probe_target(manifest, req).await,
-        Engine::Sqlite => crate::sqlite::probe_target(manifest, req).await,
-        Engine::Redis => crate::redis::probe_target(manifest, req).await,
-    }
+    engine_for(req.target()?.engine)
+        .probe_target(manifest, req)
+        .await
 }
 
 /// Restores `src` into the target, then compares row (or key) counts with the manifest.
@@ -165,12 +160,7 @@ pub async fn restore(
 ) -> Result<RestoreReport> {
     let target = req.target()?;
     check_engine(manifest, target.engine)?;
-    match target.engine {
-        Engine::Postgres => crate::postgres::restore(src, manifest, req).await,
-        Engine::Mysql => crate::mysql::restore(src, manifest, req).await,
-        Engine::Sqlite => crate::sqlite::restore(src, manifest, req).await,
-        Engine::Redis => crate::redis::restore(src, manifest, req).await,
-    }
+    engine_for(target.engine).restore(src, manifest, req).await
 }
 
 /// Writes the plain dump (SQL for PostgreSQL and MySQL, the database file for SQLite, the RDB
@@ -187,12 +177,7 @@ pub async fn dump(
             manifest.engine
         ))
     })?;
-    match engine {
-        Engine::Postgres => crate::postgres::dump(src, manifest, req, out).await,
-        Engine::Mysql => crate::mysql::dump(src, manifest, req, out).await,
-        Engine::Sqlite => crate::sqlite::dump(src, manifest, req, out).await,
-        Engine::Redis => crate::redis::dump(src, manifest, req, out).await,
-    }
+    engine_for(engine).dump(src, manifest, req, out).await
 }
 
 /// Fails unless the snapshot was taken from `engine`.

@@ -306,8 +306,29 @@ pub struct StreamWriter {
     tx: Option<std::sync::mpsc::SyncSender<Vec<u8>>>,
     buf: Vec<u8>,
     thread: Option<std::thread::JoinHandle<Result<StreamContent>>>,
-    /// Why the repository side stopped, once a write found out.
-    failed: Option<Error>,
+    /// Why the repository side stopped, once a write found out (shared with the I/O errors
+    /// the producer saw, which keep it as their cause so that its kind is not lost).
+    failed: Option<Arc<Error>>,
+}
+
+/// The cause of a producer's failed write: the repository side stopped, for the reason below.
+/// Its source is the repository side's own error, so a caller above the producer still finds
+/// that error's kind (a full repository, say) with [`Error::has_kind`].
+#[derive(Debug)]
+struct RepositorySideStopped(Option<Arc<Error>>);
+
+impl std::fmt::Display for RepositorySideStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the repository side of the stream stopped")
+    }
+}
+
+impl std::error::Error for RepositorySideStopped {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
 }
 
 impl StreamWriter {
@@ -326,25 +347,20 @@ impl StreamWriter {
         // producer must report, not the closed channel.
         self.tx = None;
         if let Some(thread) = self.thread.take() {
-            self.failed = Some(match thread.join() {
+            self.failed = Some(Arc::new(match thread.join() {
                 Ok(Err(e)) => e,
                 Ok(Ok(_)) => Error::new(ErrorKind::Storage, "the stream ended before its data"),
                 Err(_) => Error::new(ErrorKind::Storage, "the stream writer panicked"),
-            });
+            }));
         }
         Err(self.stopped())
     }
 
     /// The I/O error a producer sees once the repository side has stopped, naming why.
     fn stopped(&self) -> std::io::Error {
-        let why = self
-            .failed
-            .as_ref()
-            .map(|e| format!(": {e:#}"))
-            .unwrap_or_default();
         std::io::Error::new(
             std::io::ErrorKind::BrokenPipe,
-            format!("the repository side of the stream stopped{why}"),
+            RepositorySideStopped(self.failed.clone()),
         )
     }
 
@@ -353,7 +369,12 @@ impl StreamWriter {
         let sent = self.send();
         self.tx = None;
         if let Some(e) = self.failed.take() {
-            return Err(e);
+            // The repository side's own error; shared still by an I/O error the producer
+            // kept, it is passed on as the cause of one with the same kind.
+            return Err(Arc::try_unwrap(e).unwrap_or_else(|shared| {
+                Error::new(shared.kind(), "the stream could not be stored")
+                    .with_source(RepositorySideStopped(Some(shared)))
+            }));
         }
         let thread = self.thread.take().expect("one consumer");
         let r = thread

@@ -5,7 +5,7 @@ use super::manifest::StreamInfo;
 use bytes::Bytes;
 use coffer_core::snapshot::Snapshot;
 use coffer_core::tree::{Node, NodeKind};
-use coffer_core::{BlobReader, Error, Id, Indexed, Repository, Result};
+use coffer_core::{BlobReader, Error, ErrorKind, Id, Indexed, Repository, Result};
 use futures::{Stream, StreamExt};
 use sha2::Digest;
 use std::collections::BTreeMap;
@@ -13,6 +13,10 @@ use std::io::Read;
 
 /// Chunks read ahead of the consumer, per stream.
 const READ_AHEAD: usize = 4;
+
+/// The most entries (streams and folders) a database snapshot's tree may hold: one stream per
+/// table (and per table's triggers) of every database, with room to spare.
+pub const MAX_ENTRIES: u64 = 4 << 20;
 
 /// The streams of one database snapshot.
 pub struct StreamSource {
@@ -24,11 +28,30 @@ pub struct StreamSource {
 impl StreamSource {
     /// Loads the tree of `snap` (not its data).
     pub async fn load(repo: &Repository<Indexed>, snap: &Snapshot) -> Result<StreamSource> {
+        Self::load_capped(repo, snap, MAX_ENTRIES).await
+    }
+
+    async fn load_capped(
+        repo: &Repository<Indexed>,
+        snap: &Snapshot,
+        max_entries: u64,
+    ) -> Result<StreamSource> {
         let reader = repo.blob_reader();
         let mut streams = BTreeMap::new();
         let mut todo = vec![(String::new(), snap.tree)];
+        // Identical folders share one tree, so a forged snapshot could name a few trees over
+        // and over to spell out more entries than memory holds: their number is capped.
+        let mut entries: u64 = 0;
         while let Some((prefix, id)) = todo.pop() {
             let tree = reader.load_tree(&id).await?;
+            entries += tree.nodes.len() as u64;
+            if entries > max_entries {
+                return Err(Error::corrupt(format!(
+                    "the tree of snapshot {} holds more than {max_entries} entries, the most a \
+                     database snapshot has: it is damaged or forged",
+                    snap.id.short()
+                )));
+            }
             for node in tree.nodes {
                 let name = node.name.lossy();
                 let path = if prefix.is_empty() {
@@ -107,6 +130,18 @@ impl StreamSource {
                     Ok(data) => {
                         sha.update(&data);
                         size += data.len() as u64;
+                        if size > node.size {
+                            // A forged tree (one blob listed over and over) stops here, not
+                            // after streaming without end.
+                            let _ = tx
+                                .send(Err(Error::corrupt(format!(
+                                    "the stream {path} of snapshot {} holds more than the {} bytes its tree states",
+                                    snapshot.short(),
+                                    node.size
+                                ))))
+                                .await;
+                            return;
+                        }
                         if tx.send(Ok(Bytes::from(data))).await.is_err() {
                             return; // the consumer stopped
                         }
@@ -160,15 +195,51 @@ impl StreamSource {
         })
     }
 
-    /// Reads a whole (small) stream into memory: schemas, globals, lists.
+    /// Reads a whole (small) stream into memory: schemas, globals, lists. A stream larger than
+    /// [`MAX_IN_MEMORY`] is refused.
     pub async fn read_all(&self, path: &str) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(self.node(path)?.size as usize);
-        let mut chunks = Box::pin(self.chunks(path)?);
-        while let Some(c) = chunks.next().await {
-            out.extend_from_slice(&c?);
-        }
-        Ok(out)
+        let size = self.node(path)?.size;
+        collect(path, size, self.chunks(path)?, MAX_IN_MEMORY).await
     }
+}
+
+/// The largest stream [`StreamSource::read_all`] holds in memory (a schema, a list of roles):
+/// far above any real one, and a bound on what a damaged or forged snapshot can make Coffer
+/// allocate.
+pub const MAX_IN_MEMORY: u64 = 1 << 30;
+
+/// The most room reserved before a stream's bytes arrive; beyond it, room grows with them.
+const RESERVE: u64 = 16 << 20;
+
+/// Gathers `chunks`, a stream stored as `stated` bytes, refusing a stream over `limit` bytes and
+/// one that brings more bytes than it states (its checksum would fail at its end anyway).
+async fn collect(
+    path: &str,
+    stated: u64,
+    chunks: impl Stream<Item = Result<Bytes>>,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    if stated > limit {
+        return Err(Error::new(
+            ErrorKind::Unsupported,
+            format!(
+                "the stream {path} is {stated} bytes; Coffer reads streams of this kind into \
+                 memory, up to {limit} bytes"
+            ),
+        ));
+    }
+    let mut out = Vec::with_capacity(stated.min(RESERVE) as usize);
+    let mut chunks = Box::pin(chunks);
+    while let Some(c) = chunks.next().await {
+        let c = c?;
+        if (out.len() + c.len()) as u64 > stated {
+            return Err(Error::corrupt(format!(
+                "the stream {path} holds more than the {stated} bytes its tree states"
+            )));
+        }
+        out.extend_from_slice(&c);
+    }
+    Ok(out)
 }
 
 /// A blocking reader over one stream.
@@ -189,5 +260,111 @@ impl Read for StreamReader {
         let n = buf.len().min(self.cur.len());
         buf[..n].copy_from_slice(&self.cur.split_to(n));
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run<T>(f: impl std::future::Future<Output = T>) -> T {
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
+    }
+
+    fn chunks(parts: &[&'static [u8]]) -> impl Stream<Item = Result<Bytes>> {
+        futures::stream::iter(
+            parts
+                .iter()
+                .map(|p| Ok(Bytes::from_static(p)))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// A snapshot whose root names one folder tree three times, which names one tree of three
+    /// files three times: 3 + 9 + 27 entries from three stored trees.
+    #[tokio::test(flavor = "multi_thread")]
+    async fn trees_that_repeat_folders_are_walked_within_a_cap() {
+        use coffer_core::keyfile::KdfParams;
+        use coffer_core::memory::MemoryBackend;
+        use coffer_core::snapshot::SourceInfo;
+        use coffer_core::tree::Tree;
+        use coffer_core::{BackupOptions, InitOptions};
+        use std::sync::Arc;
+
+        let be = Arc::new(MemoryBackend::new());
+        let opts = InitOptions {
+            kdf: KdfParams {
+                m_cost: 64,
+                t_cost: 1,
+                p_cost: 1,
+            },
+            ..Default::default()
+        };
+        let repo = Repository::new(be.clone())
+            .init(b"pw", opts)
+            .await
+            .unwrap()
+            .load_index()
+            .await
+            .unwrap();
+        let session = repo.start_backup(BackupOptions::default());
+        let tree = |kind: NodeKind, sub: Option<Id>| {
+            let mut t = Tree::default();
+            for name in ["a", "b", "c"] {
+                let mut n = Node::new(name.as_bytes().to_vec(), kind);
+                n.subtree = sub;
+                t.nodes.push(n);
+            }
+            t
+        };
+        let (session, root) = tokio::task::spawn_blocking(move || {
+            let files = session.save_tree(&tree(NodeKind::File, None)).unwrap();
+            let mid = session
+                .save_tree(&tree(NodeKind::Dir, Some(files)))
+                .unwrap();
+            let root = session.save_tree(&tree(NodeKind::Dir, Some(mid))).unwrap();
+            (session, root)
+        })
+        .await
+        .unwrap();
+        let source = SourceInfo {
+            kind: "sqlite".into(),
+            location: "test".into(),
+            paths: vec![],
+        };
+        let snap = session.finish(Snapshot::new(source, root)).await.unwrap();
+        let repo = Repository::new(be)
+            .open(b"pw")
+            .await
+            .unwrap()
+            .load_index()
+            .await
+            .unwrap();
+        let src = StreamSource::load_capped(&repo, &snap, 39).await.unwrap();
+        assert_eq!(src.paths().count(), 27);
+        assert!(src.contains("b/c/a"));
+        let e = StreamSource::load_capped(&repo, &snap, 38)
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("more than 38 entries"), "{e}");
+    }
+
+    #[test]
+    fn in_memory_reads_are_capped_by_the_stated_size_and_the_limit() {
+        let got = run(collect("s", 6, chunks(&[b"abc", b"def"]), 10)).unwrap();
+        assert_eq!(got, b"abcdef");
+        // A stated size over the limit is refused before anything is read or reserved.
+        let e = run(collect("big", u64::MAX, chunks(&[b"abc"]), 10)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Unsupported);
+        assert!(e.to_string().contains("up to 10 bytes"), "{e}");
+        // More bytes than stated (a forged tree whose content repeats a blob) stop the read.
+        let e = run(collect("s", 4, chunks(&[b"abc", b"def"]), 10)).unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Corrupt);
+        assert!(e.to_string().contains("more than the 4 bytes"), "{e}");
     }
 }

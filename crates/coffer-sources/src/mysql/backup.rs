@@ -15,6 +15,7 @@ use super::conn::{
 };
 use super::sql::{ident, lit, push_value, render_for, row_hash, Sections, DATA_HEADER};
 use super::{layout, users};
+use crate::database::capture::{read_capped, read_messages, MAX_OUTPUT};
 use crate::database::{
     source_error, BackupContext, DatabaseInfo, DbManifest, StreamSink, TableInfo,
 };
@@ -25,6 +26,7 @@ use mysql_async::Conn;
 use serde_json::json;
 use std::collections::{BTreeMap, VecDeque};
 use std::path::Path;
+use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 
 /// Databases that belong to the server, never backed up as user data.
@@ -85,6 +87,13 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     } else {
         vec![ctx.url.database.clone().unwrap_or_default()]
     };
+    // Events per database, read now: no connection is held open, idle, while the dump tool
+    // runs (a proxy or load balancer may cut an idle connection; a backup must not fail on it).
+    let event_counts: Vec<(String, u64)> = control
+        .query("SELECT EVENT_SCHEMA, COUNT(*) FROM information_schema.EVENTS GROUP BY EVENT_SCHEMA")
+        .await
+        .map_err(|e| query_error("counting events", e))?;
+    let _ = control.disconnect().await;
 
     // The schema of each database, before the data snapshot.
     let tool = dump_tool()?;
@@ -100,14 +109,10 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
         .await?;
         let path = layout::schema(db);
         add_bytes(&ctx.sink, &path, text.clone().into_bytes()).await?;
-        let events: u64 = control
-            .query_first(format!(
-                "SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA={}",
-                lit(db)
-            ))
-            .await
-            .map_err(|e| query_error("counting events", e))?
-            .unwrap_or(0);
+        let events = event_counts
+            .iter()
+            .find(|(schema, _)| schema == db)
+            .map_or(0, |(_, n)| *n);
         if events > 0 {
             let ev = run_dump(
                 &server,
@@ -130,7 +135,8 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     // Tests drop a table here: between the schema dump and the data snapshot.
     crate::database::pause::at("mysql-schema-dumped").await;
 
-    // The snapshot every table's data is read in.
+    // The snapshot every table's data is read in (on a new control connection: see above).
+    let mut control = server.connect(first_db).await?;
     let table_count: u64 = control
         .query_first(format!(
             "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_TYPE IN ('BASE TABLE','SYSTEM VERSIONED') AND TABLE_SCHEMA IN ({})",
@@ -251,23 +257,41 @@ async fn run_dump(server: &Server, tool: &Path, args: &[&str], db: &str) -> Resu
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let out = tokio::task::spawn_blocking(move || {
-        let out = cmd.output();
-        drop(creds);
-        out
-    })
-    .await
-    .map_err(|e| source_error(format!("{name} panicked: {e}")))?
-    .map_err(|e| source_error(format!("cannot run {name}: {e}")))?;
-    if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+    let what = format!("{name} (the schema of database {db:?})");
+    let run = {
+        let (name, what) = (name.clone(), what.clone());
+        move || -> Result<(std::process::ExitStatus, Vec<u8>, String)> {
+            cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+            let mut child = cmd
+                .spawn()
+                .map_err(|e| source_error(format!("cannot run {name}: {e}")))?;
+            let err = child.stderr.take().expect("piped stderr");
+            let messages = std::thread::spawn(move || read_messages(err));
+            let out = read_capped(
+                child.stdout.take().expect("piped stdout"),
+                MAX_OUTPUT,
+                &what,
+            );
+            if out.is_err() {
+                let _ = child.kill();
+            }
+            let status = child.wait();
+            drop(creds);
+            let messages = messages.join().unwrap_or_default();
+            let status = status.map_err(|e| Error::io(format!("{what}: waiting for it"), e))?;
+            Ok((status, out?, messages))
+        }
+    };
+    let (status, stdout, stderr) = tokio::task::spawn_blocking(run)
+        .await
+        .map_err(|e| source_error(format!("{name} panicked: {e}")))??;
+    if !status.success() {
         return Err(source_error(format!(
-            "{name} failed to dump the schema of database {db:?} ({}): {}",
-            out.status,
-            err.trim()
+            "{name} failed to dump the schema of database {db:?} ({status}): {}",
+            stderr.trim()
         )));
     }
-    String::from_utf8(out.stdout)
+    String::from_utf8(stdout)
         .map_err(|_| source_error(format!("{name} wrote a schema of {db:?} that is not UTF-8")))
 }
 

@@ -2,6 +2,7 @@
 //! snapshot stream or from memory; its error output becomes the error message.
 
 use super::conn::{Credentials, Server};
+use crate::database::capture::read_messages;
 use crate::database::{source_error, StreamReader};
 use coffer_core::{Error, ErrorKind, Result};
 use std::io::{Read, Write};
@@ -57,6 +58,10 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
             .spawn()
             .map_err(|e| source_error(format!("{what}: cannot run {program}: {e}")))?;
         let mut stdin = child.stdin.take().expect("piped stdin");
+        // The client echoes each failed statement (rows of data): its messages are held within
+        // a limit, read on their own thread so the client never blocks on them.
+        let err = child.stderr.take().expect("piped stderr");
+        let messages = std::thread::spawn(move || read_messages(err));
         let feeder = std::thread::spawn(move || -> std::io::Result<u64> {
             block_sigpipe();
             let n = match input {
@@ -66,13 +71,17 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
             drop(stdin);
             n
         });
-        let out = child
-            .wait_with_output()
+        let status = child
+            .wait()
             .map_err(|e| source_error(format!("{what}: waiting for {program}: {e}")))?;
         let fed = feeder
             .join()
             .map_err(|_| source_error(format!("{what}: the stream feeder panicked")))?;
-        let stderr = String::from_utf8_lossy(&out.stderr).trim().to_string();
+        let stderr = messages
+            .join()
+            .map_err(|_| source_error(format!("{what}: the message reader panicked")))?
+            .trim()
+            .to_string();
         if let Err(e) = &fed {
             if e.kind() == std::io::ErrorKind::InvalidData {
                 return Err(Error::new(
@@ -81,11 +90,10 @@ pub async fn load(mut cmd: Command, input: Input, what: String) -> Result<Loaded
                 ));
             }
         }
-        if !out.status.success() {
+        if !status.success() {
             let errors = client_errors(&stderr);
             return Err(source_error(format!(
-                "{what} failed ({program} {}): {}",
-                out.status,
+                "{what} failed ({program} {status}): {}",
                 if errors.is_empty() {
                     "no error output"
                 } else {
@@ -128,6 +136,8 @@ fn client_errors(stderr: &str) -> String {
             line.truncate(cut);
             line.push_str("...");
         }
+        // The client's text is all there is to go on (its exit status is 1 for every error);
+        // the code only adds a hint to the message.
         if line.starts_with("ERROR 1114 ") {
             line.push_str(" (the server's disk is full, or the table reached its size limit)");
         }

@@ -7,6 +7,8 @@
 //! nothing), with the exact row count taken while streaming; triggers and events stored
 //! apart so a restore creates them after the data. See [`layout`] for the stream paths.
 //! Passwords reach the client tools through a private `--defaults-extra-file`, never argv.
+//!
+//! [`MysqlEngine`] implements [`DatabaseEngine`] with `backup.rs`, `restore.rs` and `dump.rs`.
 
 mod backup;
 mod client;
@@ -18,36 +20,49 @@ mod sql;
 mod users;
 
 use crate::database::{
-    BackupContext, DbManifest, DumpRequest, RestoreReport, RestoreRequest, StreamSource,
-    TargetState,
+    BackupContext, DatabaseEngine, DbManifest, DumpRequest, Engine, RestoreReport, RestoreRequest,
+    StreamSource, TargetState,
 };
+use async_trait::async_trait;
 use coffer_core::Result;
 
-/// Backs up the database `ctx.url` names (or the whole server) into `ctx.sink`.
-pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
-    backup::backup(ctx).await
-}
+/// The MySQL/MariaDB engine ([`DatabaseEngine`]).
+pub struct MysqlEngine;
 
-/// Describes the restore target: which databases exist and which tables would be replaced.
-pub async fn probe_target(m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
-    restore::probe_target(m, req).await
-}
+#[async_trait]
+impl DatabaseEngine for MysqlEngine {
+    fn engine(&self) -> Engine {
+        Engine::Mysql
+    }
 
-/// Restores a snapshot into the target, then compares row counts.
-pub async fn restore(
-    src: &StreamSource,
-    m: &DbManifest,
-    req: &RestoreRequest,
-) -> Result<RestoreReport> {
-    restore::restore(src, m, req).await
-}
+    fn example_target(&self) -> &'static str {
+        "mysql://USER@HOST:3306/NEWDB"
+    }
 
-/// Writes the plain SQL dump.
-pub async fn dump(
-    src: &StreamSource,
-    m: &DbManifest,
-    req: &DumpRequest,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<()> {
-    dump::dump(src, m, req, out).await
+    async fn backup(&self, ctx: &BackupContext) -> Result<DbManifest> {
+        backup::backup(ctx).await
+    }
+
+    async fn probe_target(&self, m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
+        restore::probe_target(m, req).await
+    }
+
+    async fn restore(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport> {
+        restore::restore(src, m, req).await
+    }
+
+    async fn dump(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &DumpRequest,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<()> {
+        dump::dump(src, m, req, out).await
+    }
 }

@@ -222,13 +222,18 @@ impl PgConn {
                 db.message()
             ));
         }
-        let msg = e.to_string();
-        if msg.contains("password missing") {
+        // tokio-postgres says "password missing" only in its text (its error kinds are
+        // private). What is known by type: no password was given, and the server answered (no
+        // I/O error: it was reached) without a database error. Then the likeliest cause is a
+        // password request, said as a hint; the chain below shows the driver's own words.
+        if self.password.is_none() && !has_io_error(&e) {
             return source_error(format!(
-                "PostgreSQL at {} asks user {} for a password and none was given: put it in the URL, --db-password-file, PGPASSWORD or ~/.pgpass",
+                "PostgreSQL at {} did not let user {} in, and no password was given: if it asks \
+                 for one, put it in the URL, --db-password-file, PGPASSWORD or ~/.pgpass",
                 self.server(),
                 self.user
-            ));
+            ))
+            .with_source(e);
         }
         source_error(format!(
             "cannot connect to PostgreSQL at {} (is the server running and reachable?)",
@@ -354,6 +359,19 @@ pub fn query_error(what: impl std::fmt::Display, e: tokio_postgres::Error) -> Er
     }
 }
 
+/// Whether an I/O error is among `e`'s causes (the server could not be reached, or the
+/// connection broke).
+fn has_io_error(e: &tokio_postgres::Error) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if err.is::<std::io::Error>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -387,6 +405,24 @@ mod tests {
         assert_eq!(ident("a\"b"), "\"a\"\"b\"");
         assert_eq!(qualified("public", "Orders"), "\"public\".\"Orders\"");
         assert_eq!(literal("it's"), "'it''s'");
+    }
+
+    /// The no-password hint is for a server that answered: an unreachable one (nothing
+    /// listens on the port) is an I/O error, and says so.
+    #[tokio::test]
+    async fn an_unreachable_server_is_not_taken_for_a_password_request() {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let url = DbUrl::parse(&format!("postgres://nobody@127.0.0.1:{port}/x")).unwrap();
+        let mut c = PgConn::new(&url).unwrap();
+        c.password = None;
+        let raw = c.config().connect(NoTls).await.err().unwrap();
+        assert!(has_io_error(&raw), "{raw:?}");
+        let e = c.connect().await.err().unwrap();
+        assert!(format!("{e}").contains("cannot connect"), "{e:#}");
     }
 
     #[test]

@@ -8,6 +8,7 @@ use super::connect::{ident, qualified};
 use super::restore::{chosen, details, find_pg_restore, pick, plan};
 use super::stage::Stage;
 use super::tools::{run_capture, Tool};
+use crate::database::capture::MAX_OUTPUT;
 use crate::database::{DatabaseInfo, DbManifest, DumpRequest, StreamSource};
 use coffer_core::{Error, Result};
 use futures::StreamExt;
@@ -96,14 +97,7 @@ async fn dump_database(
     let list = if full {
         None
     } else {
-        let mut cmd = pg_restore.command(None);
-        cmd.arg("-l").arg(&archive);
-        let text = run_capture(
-            pg_restore,
-            cmd,
-            "pg_restore -l (listing the schema archive)",
-        )?;
-        let entries = super::toc::parse(&String::from_utf8_lossy(&text));
+        let entries = super::toc::list(pg_restore, &archive)?;
         let (mut picker, skipped) = pick(db, &tables, &|_| false, &|_| false);
         for e in entries.iter().filter(|e| e.support().is_some()) {
             picker.add_entry(e);
@@ -223,7 +217,7 @@ async fn section(
         pg_restore.clone(),
         format!("pg_restore --section={name} -f -"),
     );
-    tokio::task::spawn_blocking(move || run_capture(&tool, cmd, &what))
+    tokio::task::spawn_blocking(move || run_capture(&tool, cmd, &what, MAX_OUTPUT))
         .await
         .map_err(|e| crate::database::source_error(format!("pg_restore panicked: {e}")))?
 }

@@ -3,10 +3,11 @@
 //! COPY workers, each table in its own stream), restores into the same or another database
 //! (whole, per table, schema or data only, with `--clean`), and plain SQL dumps.
 //!
-//! * [`backup`] (`backup.rs`): streams and manifest; what restore needs is in `catalog.rs`.
-//! * [`probe_target`], [`restore`] (`restore.rs`, roles in `globals.rs`, per-table entry
-//!   selection in `toc.rs`).
-//! * [`dump`] (`dump.rs`).
+//! [`PostgresEngine`] implements [`DatabaseEngine`] with:
+//! * backup (`backup.rs`): streams and manifest; what restore needs is in `catalog.rs`.
+//! * target probe and restore (`restore.rs`, roles in `globals.rs`, per-table entry selection
+//!   in `toc.rs`).
+//! * dump (`dump.rs`).
 //! * `connect.rs` resolves connections and passwords; `tools.rs` finds `pg_dump` and friends.
 
 mod backup;
@@ -21,38 +22,49 @@ mod toc;
 mod tools;
 
 use crate::database::{
-    BackupContext, DbManifest, DumpRequest, RestoreReport, RestoreRequest, StreamSource,
-    TargetState,
+    BackupContext, DatabaseEngine, DbManifest, DumpRequest, Engine, RestoreReport, RestoreRequest,
+    StreamSource, TargetState,
 };
+use async_trait::async_trait;
 use coffer_core::Result;
 
-/// Backs up the database (or, without a database or with `ctx.all_databases`, the whole
-/// server) that `ctx.url` names into `ctx.sink`.
-pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
-    backup::backup(ctx).await
-}
+/// The PostgreSQL engine ([`DatabaseEngine`]).
+pub struct PostgresEngine;
 
-/// Describes the restore target: whether it exists, is empty, and which tables the restore
-/// would replace.
-pub async fn probe_target(m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
-    restore::probe_target(m, req).await
-}
+#[async_trait]
+impl DatabaseEngine for PostgresEngine {
+    fn engine(&self) -> Engine {
+        Engine::Postgres
+    }
 
-/// Restores a snapshot into `req.target` and compares row counts with the manifest.
-pub async fn restore(
-    src: &StreamSource,
-    m: &DbManifest,
-    req: &RestoreRequest,
-) -> Result<RestoreReport> {
-    restore::restore(src, m, req).await
-}
+    fn example_target(&self) -> &'static str {
+        "postgres://USER@HOST:5432/NEWDB"
+    }
 
-/// Writes the plain SQL dump of a snapshot to `out` (for `psql`), needing no server.
-pub async fn dump(
-    src: &StreamSource,
-    m: &DbManifest,
-    req: &DumpRequest,
-    out: &mut (dyn std::io::Write + Send),
-) -> Result<()> {
-    dump::dump(src, m, req, out).await
+    async fn backup(&self, ctx: &BackupContext) -> Result<DbManifest> {
+        backup::backup(ctx).await
+    }
+
+    async fn probe_target(&self, m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
+        restore::probe_target(m, req).await
+    }
+
+    async fn restore(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport> {
+        restore::restore(src, m, req).await
+    }
+
+    async fn dump(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &DumpRequest,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<()> {
+        dump::dump(src, m, req, out).await
+    }
 }

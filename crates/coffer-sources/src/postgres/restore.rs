@@ -8,7 +8,7 @@ use super::catalog::{PgDatabase, PgDetails, PgTable};
 use super::connect::{ident, literal, qualified, query_error, PgConn};
 use super::stage::Stage;
 use super::toc::{self, Picker};
-use super::tools::{self, major_of_num, run_capture, Major, Tool};
+use super::tools::{self, major_of_num, Major, Tool};
 use crate::database::{
     select_tables, source_error, CountCheck, DatabaseInfo, DbManifest, RestoreReport,
     RestoreRequest, StreamSource, TargetState,
@@ -582,14 +582,7 @@ impl DbRestore<'_> {
         tables: &[&PgTable],
         existing: &HashSet<(String, String)>,
     ) -> Result<std::path::PathBuf> {
-        let mut cmd = pg_restore.command(None);
-        cmd.arg("-l").arg(archive);
-        let out = run_capture(
-            pg_restore,
-            cmd,
-            "pg_restore -l (listing the schema archive)",
-        )?;
-        let entries = toc::parse(&String::from_utf8_lossy(&out));
+        let entries = toc::list(pg_restore, archive)?;
         let by_oid: HashMap<u32, &PgTable> = self.db.tables.iter().map(|t| (t.oid, t)).collect();
         let exists = |oid: u32| {
             by_oid
@@ -932,7 +925,7 @@ async fn support_exists(client: &Client, kind: &str, schema: &str, tag: &str) ->
 /// Runs a tool to completion on a blocking thread.
 async fn run_tool(tool: &Tool, cmd: std::process::Command, what: &str) -> Result<()> {
     let (tool, what) = (tool.clone(), what.to_string());
-    tokio::task::spawn_blocking(move || run_capture(&tool, cmd, &what).map(|_| ()))
+    tokio::task::spawn_blocking(move || tools::run_to_end(&tool, cmd, &what))
         .await
         .map_err(|e| source_error(format!("the restore tool panicked: {e}")))?
 }

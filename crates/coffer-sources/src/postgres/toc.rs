@@ -4,7 +4,14 @@
 //! one (`COMMENT`, `ACL`, `SEQUENCE OWNED BY`, `TABLE ATTACH`, `INDEX ATTACH`) by their tag.
 
 use super::catalog::{PgDatabase, PgTable, PG_CLASS, PG_NAMESPACE};
+use super::tools::{run_capture, Tool};
+use coffer_core::Result;
 use std::collections::HashSet;
+use std::path::Path;
+
+/// The longest `pg_restore -l` list read (some three million entries): the archive comes from
+/// a snapshot, and its list is held in memory twice over (text and entries).
+pub const MAX_LIST: u64 = 256 << 20;
 
 /// One entry of a `pg_restore -l` list.
 #[derive(Debug, Clone)]
@@ -48,6 +55,19 @@ impl Entry {
         let (tag, _owner) = rest.rsplit_once(' ')?;
         Some((kind, schema, tag))
     }
+}
+
+/// The entries of the schema archive at `archive` (`pg_restore -l`). Blocking.
+pub fn list(pg_restore: &Tool, archive: &Path) -> Result<Vec<Entry>> {
+    list_within(pg_restore, archive, MAX_LIST)
+}
+
+fn list_within(pg_restore: &Tool, archive: &Path, limit: u64) -> Result<Vec<Entry>> {
+    let mut cmd = pg_restore.command(None);
+    cmd.arg("-l").arg(archive);
+    let what = "pg_restore -l (listing the schema archive)";
+    let text = run_capture(pg_restore, cmd, what, limit)?;
+    Ok(parse(&String::from_utf8_lossy(&text)))
 }
 
 /// Parses a `pg_restore -l` list (comments skipped).
@@ -258,5 +278,28 @@ mod tests {
             f[0].support(),
             Some(("FUNCTION", "app", "f(integer, text)"))
         );
+    }
+
+    /// A list past the limit (here from a stand-in `pg_restore` that prints without end) stops
+    /// the tool and is an error naming the limit.
+    #[test]
+    fn lists_are_read_within_a_limit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("pg_restore");
+        std::fs::write(
+            &path,
+            "#!/bin/sh\n[ \"$1\" = -l ] || exit 2\nexec yes '216; 1259 16387 TABLE app t postgres'\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let tool = Tool {
+            path,
+            major: (17, 0),
+            version: "17.0".into(),
+        };
+        let e = list_within(&tool, Path::new("/nonexistent"), 1000).unwrap_err();
+        assert_eq!(e.kind(), coffer_core::ErrorKind::Unsupported);
+        assert!(e.to_string().contains("passed 1000 bytes"), "{e}");
     }
 }

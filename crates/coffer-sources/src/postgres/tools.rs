@@ -4,9 +4,9 @@
 //! least the server's (or the archive's).
 
 use super::connect::PgConn;
+use crate::database::capture::{read_capped, read_messages};
 use crate::database::source_error;
 use coffer_core::{Error, Result};
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
@@ -191,12 +191,8 @@ impl Tool {
         let mut child = cmd.spawn().map_err(|e| {
             source_error(format!("{what}: cannot run {}", self.path.display())).with_source(e)
         })?;
-        let mut err = child.stderr.take().expect("piped");
-        let stderr = std::thread::spawn(move || {
-            let mut s = String::new();
-            let _ = err.read_to_string(&mut s);
-            s
-        });
+        let err = child.stderr.take().expect("piped");
+        let stderr = std::thread::spawn(move || read_messages(err));
         Ok(Running {
             child,
             what: what.to_string(),
@@ -218,6 +214,8 @@ impl Running {
             .and_then(|h| h.join().ok())
             .unwrap_or_default();
         if !status.success() {
+            // Only the tool's text says which of its lines are errors; they are picked for the
+            // message, nothing is decided by them (the exit status says it failed).
             let errors: Vec<&str> = stderr
                 .lines()
                 .map(str::trim)
@@ -259,16 +257,24 @@ fn tail_lines(s: &str, n: usize) -> String {
     lines[start..].join(" | ")
 }
 
-/// Runs a tool to completion, returning its stdout (for small outputs: lists, schema SQL).
-pub fn run_capture(tool: &Tool, cmd: Command, what: &str) -> Result<Vec<u8>> {
+/// Runs a tool to completion, returning its stdout (for small outputs: lists, schema SQL). An
+/// output over `limit` bytes stops the tool and is an error.
+pub fn run_capture(tool: &Tool, cmd: Command, what: &str, limit: u64) -> Result<Vec<u8>> {
     let mut r = tool.spawn(cmd, what, false)?;
-    let mut out = Vec::new();
-    let mut stdout = r.child.stdout.take().expect("piped");
-    stdout
-        .read_to_end(&mut out)
-        .map_err(|e| Error::io(format!("{what}: reading its output"), e))?;
+    let stdout = r.child.stdout.take().expect("piped");
+    let out = read_capped(stdout, limit, what)?;
     r.wait()?;
     Ok(out)
+}
+
+/// Runs a tool to completion, reading and dropping its stdout.
+pub fn run_to_end(tool: &Tool, cmd: Command, what: &str) -> Result<()> {
+    let mut r = tool.spawn(cmd, what, false)?;
+    let mut stdout = r.child.stdout.take().expect("piped");
+    std::io::copy(&mut stdout, &mut std::io::sink())
+        .map_err(|e| Error::io(format!("{what}: reading its output"), e))?;
+    r.wait()?;
+    Ok(())
 }
 
 #[cfg(test)]

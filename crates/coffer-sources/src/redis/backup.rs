@@ -19,7 +19,32 @@ use std::io::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const PARSER_STOPPED: &str = "the RDB parser stopped";
+/// The mark of a transfer that stopped because the parser stopped taking bytes (its own error
+/// says why): the source of the transfer's error, found by type.
+#[derive(Debug)]
+struct ParserStopped;
+
+impl std::fmt::Display for ParserStopped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("the RDB parser stopped")
+    }
+}
+
+impl std::error::Error for ParserStopped {}
+
+impl ParserStopped {
+    /// Whether `e` is a transfer that stopped because the parser did.
+    fn is(e: &Error) -> bool {
+        let mut cur = std::error::Error::source(e);
+        while let Some(s) = cur {
+            if s.is::<ParserStopped>() {
+                return true;
+            }
+            cur = s.source();
+        }
+        false
+    }
+}
 
 /// The longest the server may stay silent (no keepalive either) during the transfer.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
@@ -53,7 +78,7 @@ pub async fn backup(ctx: &BackupContext) -> Result<DbManifest> {
     let form = match (transfer, parsed) {
         (Ok(form), Ok(summary)) => (form, summary),
         // The transfer stopped because the parser did: its error says why.
-        (Err(t), Err(e)) if t.to_string() == PARSER_STOPPED => {
+        (Err(t), Err(e)) if ParserStopped::is(&t) => {
             return Err(e.context(format!("backing up {}", url.redacted())))
         }
         (Err(e), _) | (_, Err(e)) => {
@@ -325,9 +350,9 @@ async fn send(tx: &tokio::sync::mpsc::Sender<Result<Bytes>>, data: Vec<u8>) -> R
     if data.is_empty() {
         return Ok(());
     }
-    tx.send(Ok(Bytes::from(data)))
-        .await
-        .map_err(|_| Error::new(ErrorKind::Source, PARSER_STOPPED))
+    tx.send(Ok(Bytes::from(data))).await.map_err(|_| {
+        Error::new(ErrorKind::Source, "the snapshot transfer stopped").with_source(ParserStopped)
+    })
 }
 
 async fn read_some(conn: &mut Conn, buf: &mut [u8]) -> Result<usize> {
@@ -361,4 +386,21 @@ async fn next_line(conn: &mut Conn) -> Result<Vec<u8>> {
             deadline.as_secs()
         ))
     })?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_stopped_parser_is_known_by_type_not_by_text() {
+        let (tx, rx) = tokio::sync::mpsc::channel(1);
+        drop(rx);
+        let e = send(&tx, vec![1]).await.unwrap_err();
+        assert!(ParserStopped::is(&e));
+        assert!(ParserStopped::is(&e.context("backing up")));
+        let same_text = Error::new(ErrorKind::Source, "the snapshot transfer stopped")
+            .with_source(std::io::Error::other("the RDB parser stopped"));
+        assert!(!ParserStopped::is(&same_text));
+    }
 }

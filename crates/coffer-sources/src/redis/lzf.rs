@@ -2,9 +2,13 @@
 //! (strings longer than 20 bytes when `rdbcompression` is on). Values are never decompressed:
 //! they are passed to the target server as they are.
 
-/// Decompresses `input` into exactly `expected` bytes, or says why it cannot.
+/// The most bytes LZF makes of one input byte: a 3-byte back reference copies at most 264.
+const MAX_RATIO: usize = 88;
+
+/// Decompresses `input` into exactly `expected` bytes, or says why it cannot. `expected` comes
+/// from the file: the room reserved up front is what `input` can give at most, no more.
 pub fn decompress(input: &[u8], expected: usize) -> Result<Vec<u8>, String> {
-    let mut out: Vec<u8> = Vec::with_capacity(expected);
+    let mut out: Vec<u8> = Vec::with_capacity(expected.min(input.len().saturating_mul(MAX_RATIO)));
     let mut ip = 0;
     while ip < input.len() {
         let ctrl = input[ip] as usize;
@@ -59,5 +63,14 @@ mod tests {
         assert_eq!(decompress(&data, 12).unwrap(), b"abcabcabcabc");
         assert!(decompress(&data, 11).is_err());
         assert!(decompress(&[0xe0, 0, 5], 9).is_err());
+    }
+
+    #[test]
+    fn a_stated_length_beyond_what_the_input_can_give_is_an_error() {
+        let e = decompress(&[0, b'a'], usize::MAX).unwrap_err();
+        assert!(e.contains("gives 1 bytes"), "{e}");
+        // The longest back reference: 264 bytes from 3.
+        let data = [0, b'a', 0xe0, 255, 0];
+        assert_eq!(decompress(&data, 265).unwrap(), vec![b'a'; 265]);
     }
 }

@@ -1,6 +1,8 @@
 //! The Redis source: `redis://[USER:PASSWORD@]HOST:PORT[/DB]` (`rediss://` for TLS).
 //!
-//! * Backup ([`backup()`]): a point-in-time RDB snapshot over the replication protocol (the
+//! [`RedisEngine`] implements [`DatabaseEngine`]:
+//!
+//! * Backup (`backup.rs`): a point-in-time RDB snapshot over the replication protocol (the
 //!   server forks; it is never stopped), streamed into the snapshot as `rdb/head`, one
 //!   `rdb/dbN` per db and `rdb/end` (so an unchanged db dedups to nothing even though the
 //!   header holds the time), while a skipping parser counts the keys of every db (see `rdb`). With a db in the URL, only that db is kept
@@ -8,9 +10,9 @@
 //!   straight over the socket (diskless); it waits `repl-diskless-sync-delay` (5 s by default)
 //!   for other replicas first. `?sync=disk` in the URL asks for a disk-based transfer instead
 //!   (the server writes its dump file, then sends it).
-//! * Restore ([`restore()`]): each key is loaded with `RESTORE ... REPLACE ABSTTL` after the
+//! * Restore (`restore.rs`): each key is loaded with `RESTORE ... REPLACE ABSTTL` after the
 //!   dbs it replaces are emptied; key counts are compared with the manifest.
-//! * Dump ([`dump()`]): the RDB file itself, which `redis-server --dbfilename` loads.
+//! * Dump (`dump` below): the RDB file itself, which `redis-server --dbfilename` loads.
 //!
 //! The password comes from the URL, the password file (the CLI puts it in the URL) or
 //! `REDISCLI_AUTH`. `rediss://` connects over TLS (rustls; see `tls`): the server's
@@ -23,16 +25,59 @@ mod chan;
 pub mod crc64;
 pub mod lzf;
 pub mod rdb;
+mod reply;
 mod resp;
 mod restore;
 mod tls;
 
-pub use backup::backup;
-pub use restore::{probe_target, restore};
-
-use crate::database::{DbManifest, DbUrl, DumpRequest, StreamSource};
+use crate::database::{
+    BackupContext, DatabaseEngine, DbManifest, DbUrl, DumpRequest, Engine, RestoreReport,
+    RestoreRequest, StreamSource, TargetState,
+};
+use async_trait::async_trait;
 use coffer_core::{Error, ErrorKind, Result};
 use futures::StreamExt;
+
+/// The Redis engine ([`DatabaseEngine`]).
+pub struct RedisEngine;
+
+#[async_trait]
+impl DatabaseEngine for RedisEngine {
+    fn engine(&self) -> Engine {
+        Engine::Redis
+    }
+
+    fn example_target(&self) -> &'static str {
+        "redis://HOST:6379"
+    }
+
+    async fn backup(&self, ctx: &BackupContext) -> Result<DbManifest> {
+        backup::backup(ctx).await
+    }
+
+    async fn probe_target(&self, m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
+        restore::probe_target(m, req).await
+    }
+
+    async fn restore(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport> {
+        restore::restore(src, m, req).await
+    }
+
+    async fn dump(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &DumpRequest,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<()> {
+        dump(src, m, req, out).await
+    }
+}
 
 /// The folder of the streams holding the RDB file: `head`, one `dbN` per db, `end`; in the
 /// order the manifest lists them (`details.segments`), they concatenate to the file.
@@ -75,7 +120,7 @@ fn segments(m: &DbManifest, src: &StreamSource) -> Result<Vec<String>> {
 
 /// Writes the snapshot's RDB file to `out` (only db `req.database` when given and the snapshot
 /// holds others too). `redis-check-rdb` accepts it and `redis-server --dbfilename` loads it.
-pub async fn dump(
+async fn dump(
     src: &StreamSource,
     m: &DbManifest,
     req: &DumpRequest,

@@ -262,9 +262,17 @@ impl<R: Read, W: RdbSink> Input<R, W> {
                 "the RDB holds a {n}-byte name or field, larger than Redis allows"
             )));
         }
-        let mut v = vec![0u8; n as usize];
-        self.fill(&mut v)?;
-        self.consumed(&v)?;
+        // Room grows as the bytes arrive: a stated length alone reserves nothing.
+        let mut v = Vec::new();
+        let mut left = n as usize;
+        while left > 0 {
+            let k = left.min(64 * 1024);
+            let at = v.len();
+            v.resize(at + k, 0);
+            self.fill(&mut v[at..])?;
+            self.consumed(&v[at..])?;
+            left -= k;
+        }
         Ok(v)
     }
 
@@ -900,6 +908,47 @@ mod tests {
             .finish()
             .unwrap_err();
         assert!(e.to_string().contains("ends early"), "{e}");
+    }
+
+    #[test]
+    fn stated_lengths_are_capped_and_reserve_nothing() {
+        let fails = |f: &[u8]| {
+            Parser::new(f, Options::default())
+                .unwrap()
+                .finish()
+                .unwrap_err()
+                .to_string()
+        };
+        // An aux field whose name claims more than Redis allows (8-byte length).
+        let mut f = b"REDIS0010".to_vec();
+        f.extend_from_slice(&[OP_AUX, 0x81]);
+        f.extend_from_slice(&u64::MAX.to_be_bytes());
+        let e = fails(&f);
+        assert!(e.contains("larger than Redis allows"), "{e}");
+        // Within the limit but far longer than the data: an early end, not a 500 MiB buffer.
+        let mut f = b"REDIS0010".to_vec();
+        f.extend_from_slice(&[OP_AUX, 0x80]);
+        f.extend_from_slice(&(500u32 << 20).to_be_bytes());
+        f.extend_from_slice(b"abc");
+        let e = fails(&f);
+        assert!(e.contains("ends early"), "{e}");
+        // A compressed name whose stated size is over the limit.
+        let mut f = b"REDIS0010".to_vec();
+        f.extend_from_slice(&[OP_AUX, 0xc3, 1, 0x81]);
+        f.extend_from_slice(&(MAX_DECODED + 1).to_be_bytes());
+        f.extend_from_slice(&[0, b'a']);
+        let e = fails(&f);
+        assert!(
+            e.contains("compressed") && e.contains("larger than Redis allows"),
+            "{e}"
+        );
+        // Within the limit, but more than the compressed bytes can give.
+        let mut f = b"REDIS0010".to_vec();
+        f.extend_from_slice(&[OP_AUX, 0xc3, 2, 0x80]);
+        f.extend_from_slice(&(400u32 << 20).to_be_bytes());
+        f.extend_from_slice(&[0, b'a']);
+        let e = fails(&f);
+        assert!(e.contains("not the stated"), "{e}");
     }
 
     #[test]

@@ -1,45 +1,22 @@
 //! A small Redis client speaking RESP2 over TCP or TLS (`rediss://`, see `tls`): connect,
-//! authenticate, send commands (one at a time or pipelined) and read replies; also the raw
-//! reads the replication transfer needs. Errors name the server (never the password) and what
-//! to do.
+//! authenticate, send commands (one at a time or pipelined) and read replies (parsed, within
+//! limits, by `reply`); also the raw reads the replication transfer needs. Errors name the
+//! server (never the password) and what to do.
 
+pub use super::reply::Reply;
+use super::reply::{lost, read_line, read_reply};
 use super::tls::TlsOptions;
 use crate::database::{source_error, DbUrl};
 use coffer_core::{Error, ErrorKind, Result};
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::TcpStream;
+use tokio_rustls::rustls;
 
 /// How long connecting may take.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a command's reply may take.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(300);
-
-/// A reply.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Reply {
-    /// `+OK`.
-    Status(String),
-    /// `-ERR ...`.
-    Error(String),
-    /// `:42`.
-    Int(i64),
-    /// `$...` (`None`: the null bulk string).
-    Bulk(Option<Vec<u8>>),
-    /// `*...` (`None`: the null array).
-    Array(Option<Vec<Reply>>),
-}
-
-impl Reply {
-    /// The text of a status or bulk reply.
-    pub fn text(&self) -> Option<String> {
-        match self {
-            Reply::Status(s) => Some(s.clone()),
-            Reply::Bulk(Some(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        }
-    }
-}
 
 /// A byte stream to the server: plain TCP or TLS over TCP.
 trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
@@ -139,16 +116,16 @@ impl Conn {
         // A TLS-only port drops a plain client at its first command, and a server that wants
         // a client certificate refuses a TLS 1.3 session only then: say what to do.
         let plain_hint = |c: &Conn, e: Error| -> Error {
-            let text = format!("{e:#}");
             match c.tls {
-                None => source_error(format!(
-                    "{text} (if {} takes TLS connections only, use rediss://HOST:PORT)",
+                None => e.context(format!(
+                    "talking to {} (if it takes TLS connections only, use rediss://HOST:PORT)",
                     c.addr
                 )),
-                Some(_) if text.contains("alert") => source_error(format!(
-                    "{text}; the server refused the TLS session: if it requires client \
+                Some(_) if tls_alert(&e).is_some() => e.context(format!(
+                    "the server at {} refused the TLS session: if it requires client \
                      certificates (tls-auth-clients yes), give one signed by a CA it trusts \
-                     with ?tls_cert=/path/to/cert.pem&tls_key=/path/to/key.pem"
+                     with ?tls_cert=/path/to/cert.pem&tls_key=/path/to/key.pem",
+                    c.addr
                 )),
                 Some(_) => e,
             }
@@ -164,6 +141,8 @@ impl Conn {
                 Err(e) => return Err(plain_hint(&c, e)),
             };
             match r {
+                // The server's reply text is all RESP2 gives: the error code (`ERR`) is shared
+                // with every other failure, so only the text tells "no password is set" apart.
                 Reply::Error(e) if e.contains("without any password configured") => {
                     tracing::warn!("{}: the server has no password; ignoring it", c.addr);
                 }
@@ -184,6 +163,7 @@ impl Conn {
             Err(e) => return Err(plain_hint(&c, e)),
         };
         match r {
+            // A Redis error reply starts with its error code: the protocol's only typed part.
             Reply::Error(e) if e.starts_with("NOAUTH") => Err(source_error(format!(
                 "Redis at {} needs a password: give it in the URL (redis://:PASSWORD@HOST:PORT), \
                  with --db-password-file FILE or in REDISCLI_AUTH",
@@ -263,87 +243,12 @@ impl Conn {
     }
 
     async fn read_reply(&mut self) -> Result<Reply> {
-        let mut stack: Vec<(Vec<Reply>, usize)> = Vec::new();
-        loop {
-            let line = self.line().await?;
-            let (kind, rest) = line
-                .split_first()
-                .ok_or_else(|| self.protocol("an empty line"))?;
-            let rest = String::from_utf8_lossy(rest).into_owned();
-            let value = match kind {
-                b'+' => Reply::Status(rest),
-                b'-' => Reply::Error(rest),
-                b':' => Reply::Int(rest.parse().map_err(|_| self.protocol(&line_text(&line)))?),
-                b'$' => {
-                    let n: i64 = rest.parse().map_err(|_| self.protocol(&line_text(&line)))?;
-                    if n < 0 {
-                        Reply::Bulk(None)
-                    } else {
-                        let mut b = vec![0u8; n as usize + 2];
-                        let addr = self.addr.clone();
-                        self.io
-                            .read_exact(&mut b)
-                            .await
-                            .map_err(|e| lost(&addr, e))?;
-                        b.truncate(n as usize);
-                        Reply::Bulk(Some(b))
-                    }
-                }
-                b'*' => {
-                    let n: i64 = rest.parse().map_err(|_| self.protocol(&line_text(&line)))?;
-                    if n < 0 {
-                        Reply::Array(None)
-                    } else if n == 0 {
-                        Reply::Array(Some(Vec::new()))
-                    } else {
-                        stack.push((Vec::with_capacity(n as usize), n as usize));
-                        continue;
-                    }
-                }
-                _ => return Err(self.protocol(&line_text(&line))),
-            };
-            let mut value = value;
-            loop {
-                match stack.last_mut() {
-                    None => return Ok(value),
-                    Some((items, want)) => {
-                        items.push(value);
-                        if items.len() < *want {
-                            break;
-                        }
-                        let (items, _) = stack.pop().expect("not empty");
-                        value = Reply::Array(Some(items));
-                    }
-                }
-            }
-        }
+        read_reply(&mut self.io, &self.addr).await
     }
 
-    fn protocol(&self, what: &str) -> Error {
-        source_error(format!(
-            "{} does not speak the Redis protocol as expected (got {what})",
-            self.addr
-        ))
-    }
-
-    /// One line without its `\r\n` (or `\n`).
+    /// One line without its `\r\n` (or `\n`), at most [`super::reply::MAX_LINE`] bytes.
     pub async fn line(&mut self) -> Result<Vec<u8>> {
-        let mut line = Vec::new();
-        let addr = self.addr.clone();
-        let n = self
-            .io
-            .read_until(b'\n', &mut line)
-            .await
-            .map_err(|e| lost(&addr, e))?;
-        if n == 0 {
-            return Err(source_error(format!(
-                "Redis at {addr} closed the connection"
-            )));
-        }
-        while matches!(line.last(), Some(b'\n' | b'\r')) {
-            line.pop();
-        }
-        Ok(line)
+        read_line(&mut self.io, &self.addr).await
     }
 
     /// Raw bytes (for the RDB transfer): up to `buf.len()`, 0 at the end of the connection.
@@ -353,14 +258,21 @@ impl Conn {
     }
 }
 
-fn line_text(line: &[u8]) -> String {
-    let mut s = line.escape_ascii().to_string();
-    s.truncate(100);
-    format!("{s:?}")
-}
-
-fn lost(addr: &str, e: std::io::Error) -> Error {
-    source_error(format!("the connection to Redis at {addr} failed: {e}"))
+/// The TLS alert the server sent, when that is what ended the connection: the I/O error in
+/// `e`'s chain carries the rustls error (as in `tls`'s handshake errors).
+fn tls_alert(e: &Error) -> Option<rustls::AlertDescription> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let inner = err
+            .downcast_ref::<std::io::Error>()
+            .and_then(|io| io.get_ref())
+            .and_then(|i| i.downcast_ref::<rustls::Error>());
+        if let Some(rustls::Error::AlertReceived(a)) = inner {
+            return Some(*a);
+        }
+        cur = err.source();
+    }
+    None
 }
 
 /// Runs `INFO section` and returns its `key:value` fields.
@@ -414,7 +326,21 @@ pub fn rdb_version_of(v: &str) -> Option<u32> {
 
 #[cfg(test)]
 mod tests {
-    use super::rdb_version_of;
+    use super::*;
+
+    #[test]
+    fn a_refused_tls_session_is_known_by_the_rustls_error() {
+        let alert = rustls::Error::AlertReceived(rustls::AlertDescription::CertificateRequired);
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, alert);
+        let e = lost("127.0.0.1:6380", io).context("PING");
+        assert_eq!(
+            tls_alert(&e),
+            Some(rustls::AlertDescription::CertificateRequired)
+        );
+        // The same words without the typed error are not a TLS alert.
+        let text = std::io::Error::other("received fatal alert: CertificateRequired");
+        assert_eq!(tls_alert(&lost("127.0.0.1:6380", text)), None);
+    }
 
     #[test]
     fn rdb_versions() {

@@ -22,6 +22,9 @@
 //! target in one transaction. Row counts are measured in the target afterwards.
 //!
 //! **Dump.** The database file's bytes, exactly as stored.
+//!
+//! [`SqliteEngine`] implements [`DatabaseEngine`] with `backup.rs`, `target.rs` (the probe),
+//! `restore.rs` and `dump.rs`.
 
 mod backup;
 mod copy;
@@ -32,15 +35,55 @@ mod restore;
 mod tables;
 mod target;
 
-pub use backup::backup;
-pub use dump::dump;
-pub use restore::restore;
-pub use target::probe_target;
-
-use crate::database::{component, source_error, DatabaseInfo, DbManifest, DbUrl, RestoreRequest};
+use crate::database::{
+    component, source_error, BackupContext, DatabaseEngine, DatabaseInfo, DbManifest, DbUrl,
+    DumpRequest, Engine, RestoreReport, RestoreRequest, StreamSource, TargetState,
+};
+use async_trait::async_trait;
 use coffer_core::{Error, ErrorKind, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+
+/// The SQLite engine ([`DatabaseEngine`]).
+pub struct SqliteEngine;
+
+#[async_trait]
+impl DatabaseEngine for SqliteEngine {
+    fn engine(&self) -> Engine {
+        Engine::Sqlite
+    }
+
+    fn example_target(&self) -> &'static str {
+        "sqlite:///PATH/TO/NEW.db"
+    }
+
+    async fn backup(&self, ctx: &BackupContext) -> Result<DbManifest> {
+        backup::backup(ctx).await
+    }
+
+    async fn probe_target(&self, m: &DbManifest, req: &RestoreRequest) -> Result<TargetState> {
+        target::probe_target(m, req).await
+    }
+
+    async fn restore(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &RestoreRequest,
+    ) -> Result<RestoreReport> {
+        restore::restore(src, m, req).await
+    }
+
+    async fn dump(
+        &self,
+        src: &StreamSource,
+        m: &DbManifest,
+        req: &DumpRequest,
+        out: &mut (dyn std::io::Write + Send),
+    ) -> Result<()> {
+        dump::dump(src, m, req, out).await
+    }
+}
 
 /// How long a connection waits for another process's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(60);
