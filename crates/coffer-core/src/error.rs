@@ -124,7 +124,7 @@ impl Error {
     /// writer (an [`std::io::Error`] wrapping this crate's error) keeps its kind for the
     /// decisions taken above it (a full repository, an interruption).
     pub fn has_kind(&self, kind: ErrorKind) -> bool {
-        self.kind == kind || self.source().is_some_and(|s| kind_in_chain(s, kind))
+        self.kind == kind || std::error::Error::source(self).is_some_and(|s| kind_in_chain(s, kind))
     }
 
     /// Whether repeating the operation may succeed.
