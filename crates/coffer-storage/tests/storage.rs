@@ -807,7 +807,7 @@ async fn flaky_backends_pass_the_suite_thanks_to_retries() {
     let mut failures = 0;
     for _ in 0..100 {
         if let Err(e) = backend.stat(FileType::Config, &Id::ZERO).await {
-            assert!(e.to_string().contains("injected fault"), "{e}");
+            assert!(format!("{e:#}").contains("injected fault"), "{e:#}");
             failures += 1;
         }
     }
