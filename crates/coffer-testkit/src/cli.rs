@@ -499,6 +499,7 @@ pub fn describe(cmd: &Command) -> String {
 pub struct CmdOutput {
     /// The command line, for messages.
     pub command: String,
+    /// How it ended.
     pub status: ExitStatus,
     /// Stdout, lossily decoded.
     pub stdout: String,
@@ -509,6 +510,7 @@ pub struct CmdOutput {
 }
 
 impl CmdOutput {
+    /// The output of `command`, decoding stdout and stderr lossily.
     pub fn new(command: String, status: ExitStatus, stdout: Vec<u8>, stderr: Vec<u8>) -> Self {
         CmdOutput {
             command,

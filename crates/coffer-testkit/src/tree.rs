@@ -24,30 +24,42 @@ pub const FOREIGN_OWNER: u32 = 1234;
 /// What kind of file system object an entry is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum EntryKind {
+    /// A regular file.
     File,
+    /// A directory.
     Dir,
+    /// A symbolic link.
     Symlink,
+    /// A named pipe.
     Fifo,
+    /// A Unix socket.
     Socket,
+    /// A character device.
     CharDevice,
+    /// A block device.
     BlockDevice,
 }
 
 /// Everything about one entry that a faithful restore must reproduce.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EntryInfo {
+    /// What it is.
     pub kind: EntryKind,
     /// Permission bits including setuid/setgid/sticky (`st_mode & 0o7777`).
     pub mode: u32,
     /// Size in bytes for files and symlinks; 0 for directories (their size is file-system noise).
     pub size: u64,
+    /// Modification time: whole seconds since the epoch.
     pub mtime_secs: i64,
+    /// Modification time: nanoseconds within the second.
     pub mtime_nanos: i64,
     /// Hex SHA-256 of the content, for regular files.
     pub sha256: Option<String>,
     /// The raw target, for symlinks.
     pub symlink_target: Option<Vec<u8>>,
+    /// Owner user id.
     pub uid: u32,
+    /// Owner group id.
     pub gid: u32,
     /// For regular files whose inode is shared by more than one path *inside the tree*: the
     /// smallest such relative path. Two trees with equal groups have the same hard-link structure.
@@ -61,6 +73,7 @@ pub type TreeSnapshot = BTreeMap<Vec<u8>, EntryInfo>;
 /// Paths and facts about a tree built by [`make_tricky_tree`].
 #[derive(Debug, Clone)]
 pub struct TrickyTree {
+    /// The tree's root folder.
     pub root: PathBuf,
     /// Relative path of the file whose name is not UTF-8.
     pub non_utf8_file: PathBuf,
