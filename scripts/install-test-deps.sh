@@ -4,7 +4,8 @@
 #     pg_dump, pgbench), mariadb-server and -client, redis-server and redis-tools, sqlite3,
 #     openssl (the test certificates of the Redis TLS tests);
 #   - a Python venv in .tools/venv with moto[server] (S3) and gcp-storage-emulator (GCS);
-#   - azurite (Azure Blob) from npm, in .tools/node.
+#   - azurite (Azure Blob) from npm, in .tools/node;
+#   - cargo-machete (unused dependencies), with cargo install.
 # Idempotent: each step runs only when its result is missing. Run as root or with sudo on Debian.
 # Usage: ./scripts/install-test-deps.sh
 set -euo pipefail
@@ -58,6 +59,15 @@ if [ ! -x "$NODE_PREFIX/node_modules/.bin/azurite-blob" ]; then
   log "installing azurite into $NODE_PREFIX"
   mkdir -p "$NODE_PREFIX"
   npm install --prefix "$NODE_PREFIX" --no-audit --no-fund --loglevel=error azurite@3
+fi
+
+# --- 4. cargo: cargo-machete (unused dependencies) ---------------------------------------------
+# Into cargo's own bin folder (~/.cargo/bin), so that it is built once per machine.
+MACHETE_VERSION=0.9.2
+command -v cargo >/dev/null || { echo "install-test-deps: cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
+if ! cargo machete --version 2>/dev/null | grep -q "$MACHETE_VERSION"; then
+  log "installing cargo-machete $MACHETE_VERSION (cargo install)"
+  cargo install --quiet --locked --version "$MACHETE_VERSION" cargo-machete
 fi
 
 log "ready: sshd $(command -v sshd || echo /usr/sbin/sshd), moto_server and gcp-storage-emulator in $VENV/bin, azurite-blob in $NODE_PREFIX/node_modules/.bin"

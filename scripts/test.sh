@@ -12,6 +12,8 @@ cd "$(dirname "$0")/.."
 command -v cargo >/dev/null || { echo "test.sh: cargo is missing: install Rust (https://rustup.rs)" >&2; exit 1; }
 echo "test.sh: cargo fmt --check"
 cargo fmt --all -- --check
+echo "test.sh: cargo machete (unused dependencies)"
+cargo machete
 echo "test.sh: cargo clippy"
 cargo clippy --workspace --all-targets --locked -- -D warnings
 echo "test.sh: cargo test"
