@@ -370,12 +370,28 @@ impl<S: Opened> Repository<S> {
             .filter(|s| s.id.to_hex().starts_with(&spec_l))
             .collect();
         match found.len() {
-            0 => Err(Error::not_found(format!("no snapshot has an id starting with {spec}"))),
+            0 => Err(Error::not_found(format!(
+                "no snapshot has an id starting with {spec}"
+            ))),
             1 => Ok(found[0]),
-            n => Err(Error::new(
-                ErrorKind::Ambiguous,
-                format!("snapshot prefix {spec} is ambiguous: it matches {n} snapshots; give more digits"),
-            )),
+            n => {
+                // The matches, newest first (at most ten), so the user can pick one.
+                let mut found = found;
+                found.sort_by(|a, b| b.time.cmp(&a.time).then(b.id.cmp(&a.id)));
+                let shown: Vec<String> = found
+                    .iter()
+                    .take(10)
+                    .map(|s| format!("{} ({})", s.id.short(), s.time.format("%Y-%m-%d %H:%M:%S")))
+                    .collect();
+                let more = if n > 10 { ", ..." } else { "" };
+                Err(Error::new(
+                    ErrorKind::Ambiguous,
+                    format!(
+                        "snapshot prefix {spec} is ambiguous: it matches {n} snapshots ({}{more}); give more digits",
+                        shown.join(", ")
+                    ),
+                ))
+            }
         }
     }
 

@@ -83,12 +83,24 @@ async fn choose_policy(
     Ok((p, zone, Some(stored.sequence)))
 }
 
+/// What the policy sees of a snapshot. Safety backups (a restore's copy of the target it was
+/// about to overwrite) are their own source, so that they never count as the newest backups of
+/// the database they were taken of: `keep_last = 1` after a `--clean` restore keeps the backup
+/// restored and the newest safety backup, not the safety backup alone.
+fn meta(s: &Snapshot) -> SnapshotMeta {
+    let mut m = SnapshotMeta::from(s);
+    if crate::select::is_safety(s) {
+        m.source = format!("{} (safety backups)", m.source);
+    }
+    m
+}
+
 /// The plan plus each snapshot's local time, computed in `tz`.
 fn decide<T: TimeZone>(policy: &Policy, snaps: &[Snapshot], tz: &T) -> Result<(Plan, Vec<String>)>
 where
     T::Offset: Display,
 {
-    let metas: Vec<SnapshotMeta> = snaps.iter().map(SnapshotMeta::from).collect();
+    let metas: Vec<SnapshotMeta> = snaps.iter().map(meta).collect();
     let plan = retention::apply(policy, &metas, Utc::now(), tz)?;
     let times = snaps
         .iter()
@@ -183,4 +195,42 @@ pub async fn forget(
         })
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_core::snapshot::SourceInfo;
+
+    fn snap(secs: i64, tags: &[&str]) -> Snapshot {
+        let mut s = Snapshot::new(
+            SourceInfo {
+                kind: "postgres".into(),
+                location: "postgres://app@db/app".into(),
+                paths: Vec::new(),
+            },
+            coffer_core::Id::sha256(&secs.to_le_bytes()),
+        );
+        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        s.tags = tags.iter().map(|t| t.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn a_safety_backup_never_counts_as_the_newest_backup_of_its_database() {
+        let backup = snap(100, &[]);
+        let safety = snap(200, &[crate::select::SAFETY_TAG]);
+        let policy = Policy {
+            keep_last: Some(1),
+            ..Policy::default()
+        };
+        let (plan, _) = decide(&policy, &[backup.clone(), safety.clone()], &Utc).unwrap();
+        let kept: Vec<_> = plan
+            .decisions
+            .iter()
+            .filter(|d| d.keep)
+            .map(|d| d.id)
+            .collect();
+        assert_eq!(kept, vec![backup.id, safety.id]);
+    }
 }

@@ -25,6 +25,7 @@ pub mod assemble;
 pub mod backup;
 pub mod check;
 pub mod copy;
+pub mod diff;
 pub mod dump;
 pub mod forget;
 pub mod mirror;

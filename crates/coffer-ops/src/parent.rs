@@ -1,7 +1,8 @@
 //! The parent of a new backup, chosen in one place for files and databases: a full backup has
 //! none, a differential one the newest full backup of the same source, an incremental one
 //! (the default) the newest backup of the same source; without a suitable parent the backup is
-//! full.
+//! full. Safety backups (taken by a restore of the target it was about to overwrite) are never
+//! a parent.
 
 use coffer_core::snapshot::{BackupType, Snapshot};
 use coffer_core::{Opened, Repository, Result};
@@ -59,12 +60,12 @@ pub async fn choose_parent<S: Opened>(
     Ok(choose_among(&same, requested))
 }
 
-/// [`choose_parent`] among snapshots of one source.
+/// [`choose_parent`] among snapshots of one source (safety backups are skipped).
 pub fn choose_among(same_source: &[Snapshot], requested: Option<BackupType>) -> ParentChoice {
     let latest = |pred: &dyn Fn(&Snapshot) -> bool| {
         same_source
             .iter()
-            .filter(|s| pred(s))
+            .filter(|s| !crate::select::is_safety(s) && pred(s))
             .max_by_key(|s| (s.time, s.id))
             .cloned()
     };
@@ -83,5 +84,42 @@ pub fn choose_among(same_source: &[Snapshot], requested: Option<BackupType>) -> 
         fell_back: requested.is_some_and(|r| r != backup_type),
         backup_type,
         parent,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn snap(secs: i64, backup_type: BackupType, tags: &[&str]) -> Snapshot {
+        let mut s = Snapshot::new(
+            coffer_core::snapshot::SourceInfo {
+                kind: "postgres".into(),
+                location: "postgres://app@db/app".into(),
+                paths: Vec::new(),
+            },
+            coffer_core::Id::sha256(&secs.to_le_bytes()),
+        );
+        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        s.backup_type = backup_type;
+        s.tags = tags.iter().map(|t| t.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn a_safety_backup_is_never_the_parent() {
+        let older = snap(100, BackupType::Full, &[]);
+        let safety = snap(200, BackupType::Full, &["safety"]);
+        let all = vec![older.clone(), safety];
+        for requested in [
+            None,
+            Some(BackupType::Incremental),
+            Some(BackupType::Differential),
+        ] {
+            let choice = choose_among(&all, requested);
+            assert_eq!(choice.parent.map(|p| p.id), Some(older.id), "{requested:?}");
+        }
+        let only_safety = vec![snap(200, BackupType::Full, &["safety"])];
+        assert!(choose_among(&only_safety, None).parent.is_none());
     }
 }

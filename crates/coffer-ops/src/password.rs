@@ -60,6 +60,13 @@ fn first_line(bytes: &[u8], what: &str) -> Result<Password> {
 /// Reads a password from a file (its first line).
 pub fn read_password_file(path: &Path) -> Result<Password> {
     let data = Zeroizing::new(std::fs::read(path).map_err(|e| {
+        // A file that is not there is a mistake in the command or configuration (exit 2).
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Error::usage(format!(
+                "the password file {} does not exist: check the path",
+                path.display()
+            ));
+        }
         Error::io(
             format!("cannot read the password file {}", path.display()),
             e,
@@ -109,7 +116,7 @@ mod tests {
         let e = read_password_file(&f).unwrap_err();
         assert_eq!(e.kind(), ErrorKind::InvalidInput);
         let missing = read_password_file(&dir.path().join("nope")).unwrap_err();
-        assert_eq!(missing.kind(), ErrorKind::NotFound);
+        assert_eq!(missing.kind(), ErrorKind::Usage);
     }
 
     #[test]

@@ -1,8 +1,13 @@
 //! Choosing snapshots: filters by tag, host and source, and resolving an id, a unique prefix or
 //! `latest` among them.
+//!
+//! `latest` never means a safety backup (the copy a database restore takes of its target
+//! before overwriting it, tagged [`SAFETY_TAG`]) unless the filter asks for that tag: after a
+//! `--clean` restore the safety backup is the newest snapshot, and `restore latest` must not
+//! bring back the state the user just replaced.
 
 use coffer_core::snapshot::Snapshot;
-use coffer_core::{Opened, Repository, Result};
+use coffer_core::{Error, Indexed, Opened, Repository, Result};
 use serde::{Deserialize, Serialize};
 
 /// Narrows which snapshots an operation considers (and what `latest` means).
@@ -62,14 +67,56 @@ pub async fn find_snapshot<S: Opened>(
     resolve(spec, all, filter)
 }
 
+/// The tag of the safety backup a database restore takes of its target before overwriting it.
+pub const SAFETY_TAG: &str = "safety";
+
+/// Whether `s` is a safety backup (tagged [`SAFETY_TAG`]).
+pub fn is_safety(s: &Snapshot) -> bool {
+    s.tags.iter().any(|t| t == SAFETY_TAG)
+}
+
 /// [`find_snapshot`] among snapshots already listed.
 pub fn resolve(spec: &str, all: Vec<Snapshot>, filter: &SnapshotFilter) -> Result<Snapshot> {
-    let candidates = if spec == "latest" {
-        filter.apply(all)
-    } else {
-        all
-    };
-    Ok(Repository::<coffer_core::Indexed>::resolve_snapshot(spec, &candidates)?.clone())
+    resolve_noting(spec, all, filter).map(|(s, _)| s)
+}
+
+/// [`resolve`], also returning the newest safety backup `latest` skipped when it is newer than
+/// the snapshot chosen, for the caller to say so.
+pub fn resolve_noting(
+    spec: &str,
+    all: Vec<Snapshot>,
+    filter: &SnapshotFilter,
+) -> Result<(Snapshot, Option<Snapshot>)> {
+    if spec != "latest" {
+        return Ok((
+            Repository::<Indexed>::resolve_snapshot(spec, &all)?.clone(),
+            None,
+        ));
+    }
+    let passing = filter.apply(all);
+    if filter.tags.iter().any(|t| t == SAFETY_TAG) {
+        return Ok((
+            Repository::<Indexed>::resolve_snapshot(spec, &passing)?.clone(),
+            None,
+        ));
+    }
+    let (safety, regular): (Vec<Snapshot>, Vec<Snapshot>) =
+        passing.into_iter().partition(is_safety);
+    let newest_safety = safety.into_iter().max_by_key(|s| (s.time, s.id));
+    if regular.is_empty() {
+        if let Some(s) = newest_safety {
+            return Err(Error::not_found(format!(
+                "no snapshot to take as latest: the only snapshots that match are safety backups \
+                 (the newest is {}, taken before a restore overwrote {}), which latest skips; \
+                 name one by its id, or add --tag {SAFETY_TAG}",
+                s.id.short(),
+                s.source.location
+            )));
+        }
+    }
+    let chosen = Repository::<Indexed>::resolve_snapshot(spec, &regular)?.clone();
+    let skipped = newest_safety.filter(|s| (s.time, s.id) > (chosen.time, chosen.id));
+    Ok((chosen, skipped))
 }
 
 /// A path argument as a path below the snapshot root (bytes, no leading `/`): an absolute path
@@ -100,4 +147,54 @@ pub fn path_in_snapshot(arg: &str, source_paths: &[String]) -> Vec<u8> {
         .trim_end_matches('/')
         .as_bytes()
         .to_vec()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use coffer_core::snapshot::SourceInfo;
+
+    fn snap(secs: i64, tags: &[&str]) -> Snapshot {
+        let mut s = Snapshot::new(
+            SourceInfo {
+                kind: "postgres".into(),
+                location: "postgres://app@db/app".into(),
+                paths: Vec::new(),
+            },
+            coffer_core::Id::sha256(&secs.to_le_bytes()),
+        );
+        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        s.tags = tags.iter().map(|t| t.to_string()).collect();
+        s
+    }
+
+    #[test]
+    fn latest_skips_safety_backups_unless_asked_for() {
+        let backup = snap(100, &[]);
+        let safety = snap(200, &[SAFETY_TAG]);
+        let all = vec![backup.clone(), safety.clone()];
+        let none = SnapshotFilter::default();
+        let (chosen, skipped) = resolve_noting("latest", all.clone(), &none).unwrap();
+        assert_eq!(chosen.id, backup.id);
+        assert_eq!(skipped.map(|s| s.id), Some(safety.id));
+        // Asked for by tag, or by id: the safety backup.
+        let tagged = SnapshotFilter {
+            tags: vec![SAFETY_TAG.into()],
+            ..SnapshotFilter::default()
+        };
+        assert_eq!(
+            resolve("latest", all.clone(), &tagged).unwrap().id,
+            safety.id
+        );
+        let prefix = &safety.id.to_hex()[..12];
+        assert_eq!(resolve(prefix, all, &none).unwrap().id, safety.id);
+        // Only safety backups: an error that names the newest and how to ask for it.
+        let e = resolve("latest", vec![safety.clone()], &none).unwrap_err();
+        assert_eq!(e.kind(), coffer_core::ErrorKind::NotFound);
+        let text = format!("{e:#}");
+        assert!(
+            text.contains(&safety.id.short()) && text.contains("--tag safety"),
+            "{text}"
+        );
+    }
 }

@@ -29,7 +29,6 @@
 //!   Google Cloud Storage writes each object in one request. Every object gets the content
 //!   type `application/octet-stream`.
 
-
 mod cache;
 mod error;
 mod fault;

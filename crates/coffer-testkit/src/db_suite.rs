@@ -205,6 +205,26 @@ pub fn dry_run_changes_nothing(env: &CofferEnv, fx: &dyn DbFixture, id: &str) {
     .assert_ok();
     assert!(out.stdout.contains("nothing was changed"), "{out}");
     assert!(out.stdout.contains("safety backup"), "{out}");
+    // --clean was given: the dry run does not ask for it.
+    assert!(
+        !out.stdout.contains("needs --clean") && out.stdout.contains("--clean replaces"),
+        "{out}"
+    );
+    // Without --clean it says the restore would be refused, and no safety backup is promised.
+    let out = coffer(
+        env,
+        fx,
+        &[
+            "restore",
+            id,
+            "--target",
+            &fx.url("suite_busy"),
+            "--dry-run",
+        ],
+    )
+    .assert_ok();
+    assert!(out.stdout.contains("needs --clean"), "{out}");
+    assert!(!out.stdout.contains("safety backup"), "{out}");
     assert_eq!(
         fx.checksums("suite_busy"),
         before,
@@ -219,7 +239,7 @@ pub fn dry_run_changes_nothing(env: &CofferEnv, fx: &dyn DbFixture, id: &str) {
 
 /// A non-empty target: refused without --clean (nothing changed); with --clean a safety
 /// backup is taken first, then the data is replaced; restoring the safety backup brings the
-/// old content back.
+/// old content back; `restore latest` skips the safety backup, saying so.
 pub fn non_empty_target(env: &CofferEnv, fx: &dyn DbFixture, id: &str) {
     let before = fx.checksums("suite_busy");
     let out = coffer(
@@ -279,6 +299,32 @@ pub fn non_empty_target(env: &CofferEnv, fx: &dyn DbFixture, id: &str) {
         fx.checksums("suite_undo"),
         before,
         "the safety backup lost data"
+    );
+
+    // `latest` is the newest backup of this engine, not the newer safety backup, and the
+    // output says which safety backup it skipped.
+    fx.create_empty("suite_latest");
+    let out = coffer(
+        env,
+        fx,
+        &[
+            "restore",
+            "latest",
+            "--target",
+            &fx.url("suite_latest"),
+            "--yes",
+        ],
+    )
+    .assert_ok();
+    assert!(
+        out.stderr
+            .contains(&format!("skipped the newer safety backup {}", &safety[..8])),
+        "the restore does not say it skipped the safety backup\n{out}"
+    );
+    assert_eq!(
+        fx.checksums("suite_latest"),
+        fx.checksums("suite_src"),
+        "latest restored the safety backup instead of the newest backup\n{out}"
     );
 }
 
@@ -343,11 +389,74 @@ pub fn second_backup(env: &CofferEnv, fx: &dyn DbFixture) {
         added <= total / 10 + 64 * 1024,
         "an unchanged backup added {added} bytes of {total}"
     );
+    // `diff` of two backups of the unchanged database lists exactly the streams whose bytes
+    // differ (their SHA-256 in the manifests), not every stream.
+    let again = coffer(env, fx, &["--json", "backup", &fx.url("suite_src")])
+        .assert_ok()
+        .json();
+    let (first_id, again_id) = (
+        str_field(&first, "snapshot_id"),
+        str_field(&again, "snapshot_id"),
+    );
+    let (modified, streams) = diff_matches_manifests(env, fx, &first_id, &again_id);
+    assert!(
+        modified < streams,
+        "diff of two backups of an unchanged database: {modified} of {streams} streams modified"
+    );
     fx.change_one("suite_src");
     let changed = coffer(env, fx, &["--json", "backup", &fx.url("suite_src")])
         .assert_ok()
         .json();
     assert!(u64_field(&changed, "bytes_added") > 0, "{changed}");
+    let (modified, _) =
+        diff_matches_manifests(env, fx, &again_id, &str_field(&changed, "snapshot_id"));
+    assert!(
+        modified > 0,
+        "diff shows no change after a change to one table"
+    );
+}
+
+/// Runs `diff --json a b` and checks that the streams it lists as modified are those whose
+/// SHA-256 differs between the two snapshots' manifests; returns how many are, and how many
+/// streams `a` has.
+fn diff_matches_manifests(env: &CofferEnv, fx: &dyn DbFixture, a: &str, b: &str) -> (usize, usize) {
+    let snaps = db_snapshots(env, fx);
+    let digests = |id: &str| -> BTreeMap<String, String> {
+        let snap = snaps
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap_or_else(|| panic!("snapshot {id} is not listed"));
+        snap["extra"]["streams"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|s| {
+                (
+                    format!("/{}", s["path"].as_str().unwrap_or_default()),
+                    s["sha256"].as_str().unwrap_or_default().to_string(),
+                )
+            })
+            .collect()
+    };
+    let (da, db) = (digests(a), digests(b));
+    let want: Vec<String> = da
+        .iter()
+        .filter(|(p, h)| db.get(*p).is_some_and(|h2| h2 != *h))
+        .map(|(p, _)| p.clone())
+        .collect();
+    let out = coffer(env, fx, &["--json", "diff", a, b]).assert_ok();
+    let changes = out.json()["changes"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let got: Vec<String> = changes
+        .iter()
+        .filter(|c| c["change"] == "modified")
+        .map(|c| c["path"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(got, want, "diff {a} {b}: modified streams\n{out}");
+    (got.len(), da.len())
 }
 
 /// A backup taken while a writer commits transactions restores to a consistent state.

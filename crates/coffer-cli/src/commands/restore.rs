@@ -227,6 +227,7 @@ fn print_dry_run(ctx: &Ctx, p: &DbRestorePlan) -> u8 {
             "target_state": p.target_state,
             "plan": p.plan,
             "needs_clean": p.needs_clean,
+            "clean": p.clean,
             "safety_backup": p.safety_backup,
         }));
         return code::OK;
@@ -243,8 +244,14 @@ fn print_dry_run(ctx: &Ctx, p: &DbRestorePlan) -> u8 {
     for l in &p.plan {
         println!("  {l}");
     }
-    if p.needs_clean {
-        println!("  the target is not empty: the restore needs --clean");
+    match (p.needs_clean, p.clean) {
+        (true, false) => println!(
+            "  the target is not empty: the restore needs --clean (without it, it is refused)"
+        ),
+        (true, true) => {
+            println!("  the target is not empty: --clean replaces what the snapshot restores")
+        }
+        _ => {}
     }
     if p.safety_backup {
         println!("  a safety backup of the target would be taken first");

@@ -29,6 +29,28 @@ fn wrong_password_exits_12() {
     env.run_cmd(cmd).assert_code(12);
 }
 
+/// A password file that does not exist is a mistake in the command: exit 2, naming the file;
+/// a database password file likewise.
+#[test]
+fn a_missing_password_file_is_a_usage_error() {
+    let env = env_with_repo();
+    let missing = env.path("no-such-password-file");
+    env.run(["--password-file", s(&missing), "snapshots"])
+        .assert_code(2)
+        .assert_one_line_error()
+        .assert_mentions(s(&missing));
+    let db = env.path("app.db");
+    std::fs::write(&db, b"").unwrap();
+    env.run([
+        "backup",
+        &format!("sqlite://{}", s(&db)),
+        "--db-password-file",
+        s(&missing),
+    ])
+    .assert_code(2)
+    .assert_mentions(s(&missing));
+}
+
 #[test]
 fn errors_with_json_print_an_error_document() {
     let env = env_with_repo();
@@ -198,10 +220,16 @@ fn ambiguous_snapshot_prefix_is_refused() {
             break c.to_string();
         }
     };
-    env.run(["show", &prefix])
+    let matching = by_first[&prefix.chars().next().unwrap()].clone();
+    let mut out = env
+        .run(["show", &prefix])
         .assert_failure()
         .assert_one_line_error()
         .assert_mentions("ambiguous");
+    // The snapshots the prefix matches are listed, so that one can be picked.
+    for id in &matching {
+        out = out.assert_mentions(&id[..8]);
+    }
     let target = env.path("target");
     env.run(["restore", &prefix, "--target", s(&target)])
         .assert_failure()

@@ -112,3 +112,53 @@ fn restore_exclude_and_include_select_files() {
         "restore --include ignored"
     );
 }
+
+/// An `--include` that matches nothing is a usage error (exit 2) naming it and the closest
+/// paths of the snapshot; nothing is restored and the target is not created. Before, it
+/// succeeded, restoring the include's parent folders only.
+#[test]
+fn restore_include_that_matches_nothing_names_the_closest_paths() {
+    let env = env_with_repo();
+    let src = env.path("src");
+    write_files(&src, FILES);
+    env.backup([s(&src)]);
+
+    let target = env.path("typo");
+    for (include, closest) in [
+        ("sub/keep-to.txt", "/sub/keep-too.txt"),
+        ("notes/secret-plans.md", "/notes/secret-plan.md"),
+        ("kep.txt", "/keep.txt"),
+    ] {
+        let out = env
+            .run([
+                "restore",
+                "latest",
+                "--target",
+                s(&target),
+                "--include",
+                include,
+            ])
+            .assert_code(2)
+            .assert_one_line_error()
+            .assert_mentions(&format!("--include /{include} matches nothing"));
+        assert!(
+            out.stderr.contains(closest),
+            "the error names the closest path {closest}\n{out}"
+        );
+        assert!(!target.exists(), "the target was created\n{out}");
+    }
+    // One include that matches and one that does not: still refused, nothing restored.
+    env.run([
+        "restore",
+        "latest",
+        "--target",
+        s(&target),
+        "--include",
+        "sub",
+        "--include",
+        "nothing-here",
+    ])
+    .assert_code(2)
+    .assert_mentions("nothing-here");
+    assert!(!target.exists());
+}

@@ -74,6 +74,8 @@ pub struct DbRestorePlan {
     pub plan: Vec<String>,
     /// The target is not empty: the restore needs `--clean`.
     pub needs_clean: bool,
+    /// `--clean` was given.
+    pub clean: bool,
     /// A safety backup of the target would be taken first.
     pub safety_backup: bool,
 }
@@ -211,7 +213,9 @@ pub(crate) async fn restore_database(
         target_state: state.clone(),
         plan: lines,
         needs_clean,
-        safety_backup: !state.empty && !opts.no_safety_backup,
+        clean: opts.clean,
+        // Taken only by a restore that goes ahead: one refused for want of --clean takes none.
+        safety_backup: !state.empty && !opts.no_safety_backup && (opts.clean || !needs_clean),
     };
     if opts.dry_run {
         return Ok(DbRestoreOutcome::DryRun(plan));
@@ -245,7 +249,7 @@ pub(crate) async fn restore_database(
             url: url.clone(),
             request: BackupRequest {
                 labels: crate::assemble::Labels {
-                    tags: vec!["safety".into()],
+                    tags: vec![crate::select::SAFETY_TAG.into()],
                     description: Some(format!(
                         "safety backup taken before restoring snapshot {} into it",
                         snap.id.short()

@@ -7,7 +7,7 @@ pub mod files;
 
 use crate::progress::Progress;
 use crate::repo::RepoSpec;
-use crate::select::{resolve, SnapshotFilter};
+use crate::select::{resolve_noting, SnapshotFilter};
 use crate::CancellationToken;
 use coffer_core::{Error, Result};
 use serde::Serialize;
@@ -59,7 +59,7 @@ pub async fn restore(
     let (locked, snapshots) = spec.open_listed("restore", req.no_lock, &*progress).await?;
     locked
         .run(|repo| async move {
-            let snap = resolve(&req.snapshot, snapshots, &req.filter)?;
+            let snap = choose(&req, snapshots, &*progress)?;
             if coffer_sources::database::Engine::from_kind(&snap.source.kind).is_some() {
                 if req.files.is_set() {
                     return Err(Error::usage(
@@ -92,4 +92,53 @@ pub async fn restore(
             Ok(RestoreReport::Files(report))
         })
         .await
+}
+
+/// The snapshot to restore. With a database URL as the target (and no `--source`), `latest` is
+/// the newest snapshot of that engine, not of any source; a safety backup `latest` skipped is
+/// named in a note.
+fn choose(
+    req: &Restore,
+    snapshots: Vec<coffer_core::snapshot::Snapshot>,
+    progress: &dyn Progress,
+) -> Result<coffer_core::snapshot::Snapshot> {
+    use coffer_sources::database::{is_database_url, DbUrl};
+    let engine =
+        (req.snapshot == "latest" && req.filter.source.is_none() && is_database_url(&req.target))
+            .then(|| DbUrl::parse(&req.target).ok().map(|u| u.engine))
+            .flatten();
+    let snapshots = match engine {
+        Some(e) => snapshots
+            .into_iter()
+            .filter(|s| s.source.kind == e.kind())
+            .collect(),
+        None => snapshots,
+    };
+    let (snap, skipped) =
+        resolve_noting(&req.snapshot, snapshots, &req.filter).map_err(|err| match engine {
+            Some(e) => err.context(format!(
+                "latest for a {} target is the newest {} snapshot",
+                e.kind(),
+                e.kind()
+            )),
+            None => err,
+        })?;
+    if let Some(e) = engine {
+        progress.note(format!(
+            "latest: snapshot {} of {} ({}), the newest {} snapshot",
+            snap.id.short(),
+            snap.source.location,
+            snap.time.format("%Y-%m-%d %H:%M:%S UTC"),
+            e.kind()
+        ));
+    }
+    if let Some(s) = skipped {
+        progress.note(format!(
+            "latest skipped the newer safety backup {} (taken before a restore overwrote {}); \
+             name its id to restore it",
+            s.id.short(),
+            s.source.location
+        ));
+    }
+    Ok(snap)
 }

@@ -112,6 +112,105 @@ fn wanted(path: &[u8], includes: &[Vec<u8>]) -> (bool, bool) {
     (false, false)
 }
 
+/// Which `--include` paths matched an entry of the snapshot (the path itself, not only its
+/// parent folders), and the entries beside the deepest folder each one reached, to suggest.
+struct IncludeMatches<'a> {
+    includes: &'a [Vec<u8>],
+    matched: Vec<bool>,
+    /// Per include: (depth of the deepest folder of its path found, entries in that folder).
+    near: Vec<(usize, Vec<Vec<u8>>)>,
+}
+
+/// At most this many entries of one folder are kept to suggest from.
+const NEAR_MAX: usize = 10_000;
+
+impl<'a> IncludeMatches<'a> {
+    fn new(includes: &'a [Vec<u8>]) -> Self {
+        IncludeMatches {
+            includes,
+            matched: vec![false; includes.len()],
+            near: vec![(0, Vec::new()); includes.len()],
+        }
+    }
+
+    /// Notes the entry `p` (a path below the snapshot root) of the walk.
+    fn see(&mut self, p: &[u8]) {
+        let parent = match p.iter().rposition(|b| *b == b'/') {
+            Some(i) => &p[..i],
+            None => &p[..0],
+        };
+        for (i, inc) in self.includes.iter().enumerate() {
+            if p == inc.as_slice() || (p.starts_with(inc) && p.get(inc.len()) == Some(&b'/')) {
+                self.matched[i] = true;
+                continue;
+            }
+            // `p` is beside the include's path: its folder is one of the include's folders.
+            let beside = parent.is_empty()
+                || (inc.starts_with(parent) && inc.get(parent.len()) == Some(&b'/'));
+            if !beside {
+                continue;
+            }
+            let depth = if parent.is_empty() {
+                0
+            } else {
+                parent.len() + 1
+            };
+            let near = &mut self.near[i];
+            if depth > near.0 {
+                *near = (depth, Vec::new());
+            }
+            if depth == near.0 && near.1.len() < NEAR_MAX {
+                near.1.push(p.to_vec());
+            }
+        }
+    }
+
+    /// A usage error naming each include that matched nothing, with the closest paths.
+    fn check(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        for (i, inc) in self.includes.iter().enumerate() {
+            if self.matched[i] {
+                continue;
+            }
+            let (depth, entries) = &self.near[i];
+            // The component of the include at the depth reached, compared with what is there.
+            let want = inc[*depth..]
+                .split(|b| *b == b'/')
+                .next()
+                .unwrap_or_default();
+            let want = String::from_utf8_lossy(want);
+            let mut ranked: Vec<(usize, String)> = entries
+                .iter()
+                .map(|p| {
+                    let name = String::from_utf8_lossy(&p[*depth..]).into_owned();
+                    (
+                        strsim::levenshtein(&want, &name),
+                        format!("/{}", String::from_utf8_lossy(p)),
+                    )
+                })
+                .collect();
+            ranked.sort();
+            let closest: Vec<String> = ranked.into_iter().take(3).map(|(_, p)| p).collect();
+            let hint = if closest.is_empty() {
+                String::new()
+            } else {
+                format!(" (closest: {})", closest.join(", "))
+            };
+            problems.push(format!(
+                "--include /{} matches nothing in the snapshot{hint}",
+                String::from_utf8_lossy(inc)
+            ));
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(Error::usage(format!(
+            "{}; nothing was restored (`coffer ls SNAPSHOT` lists the snapshot's paths)",
+            problems.join("; ")
+        )))
+    }
+}
+
 fn to_path(root: &Path, rel: &[u8]) -> PathBuf {
     root.join(OsStr::from_bytes(rel))
 }
@@ -415,7 +514,8 @@ pub fn restore_files(
     opts: RestoreOptions,
 ) -> Result<RestoreReport> {
     let target = &opts.target;
-    match std::fs::read_dir(target) {
+    // A missing target is created once the plan is known to restore something.
+    let target_missing = match std::fs::read_dir(target) {
         Ok(mut rd) => {
             if rd.next().is_some() && !opts.overwrite {
                 return Err(Error::invalid(format!(
@@ -423,25 +523,24 @@ pub fn restore_files(
                     target.display()
                 )));
             }
+            false
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir_all(target).map_err(|e| {
-                Error::io(format!("cannot create the target {}", target.display()), e)
-            })?;
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
         Err(e) => {
             return Err(Error::io(
                 format!("cannot use the target {}", target.display()),
                 e,
             ))
         }
-    }
+    };
     // 1. Plan: every entry to restore, parents before children.
     let mut entries: Vec<(Vec<u8>, Node)> = Vec::new();
     let mut skip_prefixes: Vec<Vec<u8>> = Vec::new();
     let includes = opts.includes.clone();
     let excludes = opts.excludes.clone();
+    let mut matches = IncludeMatches::new(&includes);
     let mut visit = |p: &[u8], n: &Node| {
+        matches.see(p);
         if skip_prefixes
             .iter()
             .any(|s| p.starts_with(s) && p.get(s.len()) == Some(&b'/'))
@@ -458,10 +557,15 @@ pub fn restore_files(
         Ok(())
     };
     handle.block_on(walk_tree(&reader, root, &mut visit))?;
+    matches.check()?;
     if !opts.includes.is_empty() && entries.is_empty() {
-        return Err(Error::not_found(
+        return Err(Error::usage(
             "no entry of the snapshot matches the --include paths",
         ));
+    }
+    if target_missing {
+        std::fs::create_dir_all(target)
+            .map_err(|e| Error::io(format!("cannot create the target {}", target.display()), e))?;
     }
     let as_root = nix::unistd::geteuid().is_root();
     let mut report = RestoreReport::default();
