@@ -109,7 +109,8 @@ pub fn size(n: u64) -> String {
     }
 }
 
-/// `1m 12s`-style durations.
+/// `1min 12s`-style durations (written with the units durations are read with: `m` alone is
+/// never used, as it is minutes to some and months to others).
 pub fn duration(secs: f64) -> String {
     if secs < 10.0 {
         return format!("{secs:.2}s");
@@ -117,8 +118,8 @@ pub fn duration(secs: f64) -> String {
     let s = secs.round() as u64;
     match s {
         0..=59 => format!("{s}s"),
-        60..=3599 => format!("{}m {}s", s / 60, s % 60),
-        _ => format!("{}h {}m {}s", s / 3600, (s % 3600) / 60, s % 60),
+        60..=3599 => format!("{}min {}s", s / 60, s % 60),
+        _ => format!("{}h {}min {}s", s / 3600, (s % 3600) / 60, s % 60),
     }
 }
 
@@ -181,7 +182,7 @@ mod tests {
         assert_eq!(size(1536), "1.50 KiB");
         assert_eq!(size(3 * 1024 * 1024 * 1024), "3.00 GiB");
         assert_eq!(duration(1.234), "1.23s");
-        assert_eq!(duration(72.0), "1m 12s");
-        assert_eq!(duration(3723.0), "1h 2m 3s");
+        assert_eq!(duration(72.0), "1min 12s");
+        assert_eq!(duration(3723.0), "1h 2min 3s");
     }
 }

@@ -16,6 +16,7 @@ pub mod chunker;
 pub mod compression;
 pub mod copy;
 pub mod crypto;
+pub mod duration;
 pub mod error;
 pub mod format;
 pub mod id;

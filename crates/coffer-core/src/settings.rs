@@ -12,7 +12,7 @@ use crate::backend::FileType;
 use crate::error::{Error, ErrorKind, Result};
 use crate::id::Id;
 use crate::repository::{hostname, Opened, Repository};
-use crate::retention::Policy;
+use crate::retention::{Policy, Span};
 use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -97,6 +97,26 @@ struct SettingsFile {
     settings: Settings,
 }
 
+/// Reads a stored settings object. Versions before the `mo` unit wrote a policy's months as a
+/// bare `m` (`"keep_within": "1y2m"`), which a span written by a person may no longer use: such
+/// spans are rewritten before the policy is read ([`Span::parse_stored`]).
+fn parse_settings_file(plain: &[u8]) -> serde_json::Result<SettingsFile> {
+    let mut v: serde_json::Value = serde_json::from_slice(plain)?;
+    let policy = v
+        .get_mut("settings")
+        .and_then(|s| s.get_mut("retention"))
+        .and_then(|r| r.as_object_mut());
+    for (key, value) in policy.into_iter().flatten() {
+        if !key.starts_with("keep_within") {
+            continue;
+        }
+        if let Some(span) = value.as_str().and_then(|s| Span::parse_stored(s).ok()) {
+            *value = serde_json::Value::String(span.to_string());
+        }
+    }
+    serde_json::from_value(v)
+}
+
 /// The settings in force and where they came from.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct StoredSettings {
@@ -128,7 +148,7 @@ impl<S: Opened> Repository<S> {
                 Err(e) => return Err(e),
             };
             let plain = keys.open(FileType::Settings, &id, &data)?;
-            let file: SettingsFile = serde_json::from_slice(&plain).map_err(|e| {
+            let file = parse_settings_file(&plain).map_err(|e| {
                 Error::corrupt(format!("settings {} do not parse: {e}", id.short()))
             })?;
             seen.push(id);
@@ -282,6 +302,32 @@ mod tests {
             .unwrap();
         let err = repo.load_settings().await.unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Corrupt, "{err}");
+    }
+
+    #[tokio::test]
+    async fn months_stored_as_a_bare_m_by_earlier_versions_are_read() {
+        let repo = repo().await;
+        let plain = br#"{"sequence":1,"time":"2026-11-22T07:10:00Z","hostname":"db1",
+            "settings":{"retention":{"keep_within":"1y2m","keep_within_weekly":"3m",
+            "keep_within_daily":"2w3d4h","keep_daily":7}}}"#;
+        let id = Id::random();
+        let sealed = repo.state.keyring().seal(FileType::Settings, &id, plain);
+        repo.backend()
+            .write(FileType::Settings, &id, Bytes::from(sealed))
+            .await
+            .unwrap();
+        let got = repo.load_settings().await.unwrap().settings;
+        let p = got.retention.expect("the policy");
+        assert_eq!(p.keep_within, Some("1y2mo".parse().unwrap()));
+        assert_eq!(p.keep_within_weekly, Some("3mo".parse().unwrap()));
+        assert_eq!(p.keep_within_daily, Some("2w3d4h".parse().unwrap()));
+        assert_eq!(p.keep_daily, Some(7));
+        // What a person writes is not rewritten: a bare `m` there stays an error.
+        let typed = serde_json::from_str::<Policy>(r#"{"keep_within":"2m"}"#).unwrap_err();
+        assert!(
+            typed.to_string().contains("write 2mo for months"),
+            "{typed}"
+        );
     }
 
     #[test]

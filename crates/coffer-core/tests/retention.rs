@@ -358,10 +358,10 @@ fn policy_embeds_in_toml_config() {
         keep_weekly = 4
         keep_monthly = 12
         keep_yearly = 2
-        keep_within = "1y2m"
+        keep_within = "1y2mo"
         keep_within_hourly = "2d"
         keep_within_daily = "2w3d4h"
-        keep_within_weekly = "3m"
+        keep_within_weekly = "3mo"
         keep_within_monthly = "1y"
         keep_within_yearly = "10y"
         keep_tags = ["nightly", "db,important"]

@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-/// `retry = { attempts = 3, delay = "1m", max_delay = "30m" }`: up to `attempts` tries in all,
+/// `retry = { attempts = 3, delay = "1min", max_delay = "30min" }`: up to `attempts` tries in all,
 /// waiting `delay` before the second, twice that before the third, and so on, never more than
 /// `max_delay`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

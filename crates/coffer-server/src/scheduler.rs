@@ -183,7 +183,7 @@ impl Shared {
                 error,
             } => tracing::warn!(
                 "{job} ({kind}): failed ({error}); try {attempt} in {}",
-                crate::duration::format(*delay)
+                coffer_core::duration::format(*delay)
             ),
             Event::Finished {
                 job,
@@ -620,7 +620,7 @@ async fn execute(
                     bytes_added: None,
                     error: Some(format!(
                         "stopped: the daemon shut down and the run did not end within {}",
-                        crate::duration::format(settings.shutdown_timeout)
+                        coffer_core::duration::format(settings.shutdown_timeout)
                     )),
                     notes: Vec::new(),
                 };
@@ -634,7 +634,7 @@ async fn execute(
                 bytes_added: None,
                 error: Some(format!(
                     "stopped: the run took longer than job_timeout ({})",
-                    crate::duration::format(settings.job_timeout)
+                    coffer_core::duration::format(settings.job_timeout)
                 )),
                 notes: Vec::new(),
             };

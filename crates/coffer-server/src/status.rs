@@ -104,7 +104,7 @@ mod tests {
 
     const CONFIG: &str = r#"
 timezone = "UTC"
-overdue_margin = "30m"
+overdue_margin = "30min"
 [repository.r]
 url = "/tmp/r"
 [[job]]

@@ -34,7 +34,7 @@ pub struct PolicyArgs {
     /// Keep the newest snapshot of each of the N newest years that have one (-1: all).
     #[arg(long, value_name = "N", allow_hyphen_values = true)]
     pub keep_yearly: Option<i32>,
-    /// Keep every snapshot within this of the group's newest (30d, 1y2m, 2w3d4h).
+    /// Keep every snapshot within this of the group's newest (30d, 1y2mo, 2w3d4h; mo for months).
     #[arg(long, value_name = "DURATION")]
     pub keep_within: Option<String>,
     /// Keep the newest snapshot of each hour within this of the group's newest.

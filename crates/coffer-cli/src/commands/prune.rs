@@ -12,7 +12,6 @@ use clap::Args;
 use coffer_core::prune::{MaxUnused, PruneOptions, PruneReport, PruneStage, DEFAULT_GRACE};
 use coffer_core::retention::ByteSize;
 use std::sync::Arc;
-use std::time::Duration;
 
 /// The hidden variable that makes prune kill itself at a stage (crash tests).
 const KILL_AT_VAR: &str = "COFFER_TEST_PRUNE_KILL_AT";
@@ -49,14 +48,10 @@ impl PruneTuning {
             .map(|s| s.parse::<ByteSize>().map(|b| b.0))
             .transpose()
             .map_err(|e| UsageError(format!("--max-repack-size: {e:#}")))?;
-        let grace = match self.grace.as_deref().map(str::trim) {
+        let grace = match self.grace.as_deref() {
             None => DEFAULT_GRACE,
-            Some("0") => Duration::ZERO,
-            Some(s) => humantime::parse_duration(s).map_err(|e| {
-                UsageError(format!(
-                    "--grace: {s:?} is not a duration such as 1h, 30m or 0s ({e:#})"
-                ))
-            })?,
+            Some(s) => coffer_core::duration::parse(s)
+                .map_err(|e| UsageError(format!("--grace: {e:#}")))?,
         };
         let hook = std::env::var(KILL_AT_VAR).ok().map(|at| {
             Arc::new(move |stage: PruneStage| {
@@ -193,7 +188,7 @@ pub fn print_text(r: &PruneReport, opts: &PruneOptions) {
             "pending deletion: {} ({}); a prune run after {when} deletes them (grace {})",
             packs(r.pending.packs),
             output::size(r.pending.bytes),
-            humantime::format_duration(opts.grace)
+            coffer_core::duration::format(opts.grace)
         );
     }
     for w in &r.warnings {

@@ -328,7 +328,7 @@ async fn run_now(ctx: &Ctx, a: &ConfigArg, name: &str, prune: bool) -> Result<u8
     })
 }
 
-/// A run's duration, such as `1m 12s`, or `-` while it runs.
+/// A run's duration, such as `1min 12s`, or `-` while it runs.
 pub fn run_duration(r: &RunRecord) -> String {
     r.finished_at
         .map(|f| output::duration((f - r.started_at).num_milliseconds().max(0) as f64 / 1000.0))

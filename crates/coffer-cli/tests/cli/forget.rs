@@ -221,6 +221,11 @@ fn bad_values_are_usage_errors() {
     for (args, needle) in [
         (vec!["forget", "--keep-within", "3x"], "duration"),
         (vec!["forget", "--keep-within-daily", "0d"], "duration"),
+        // A bare `m` is minutes to some and months to others: refused, saying what to write.
+        (
+            vec!["forget", "--keep-within", "1y2m"],
+            "write 1y2mo for months",
+        ),
         (vec!["forget", "--keep-last", "-2"], "keep_last"),
         (
             vec!["forget", "--min-keep", "5", "--max-keep", "2"],
@@ -244,6 +249,9 @@ fn bad_values_are_usage_errors() {
     // Bad prune flags are usage errors too, found before anything is forgotten.
     env.run(["forget", "--keep-last", "1", "--prune", "--grace", "soon"])
         .assert_code(2);
+    env.run(["forget", "--keep-last", "1", "--prune", "--grace", "30m"])
+        .assert_code(2)
+        .assert_mentions("write 30min for minutes");
     env.run([
         "forget",
         "--keep-last",

@@ -5,10 +5,10 @@ use super::raw::{DayOfWeek, OneOrMany, RawConfig, RawJob, RawPrune, RawRepositor
 use super::{
     BackupType, CatalogLocation, Config, Job, Prune, Repository, Retention, Settings, Verify,
 };
-use crate::duration;
 use crate::error::{ConfigIssue, Error, Result};
 use crate::schedule::{Friendly, Schedule};
 use chrono_tz::Tz;
+use coffer_core::duration;
 use std::collections::{BTreeMap, HashSet};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
@@ -75,7 +75,7 @@ fn duration_of(
         Some(s) => match duration::parse(s.get_ref()) {
             Ok(d) => d,
             Err(e) => {
-                issues.at(s.span(), format!("{key}: {e}"));
+                issues.at(s.span(), format!("{key}: {e:#}"));
                 default
             }
         },
@@ -234,7 +234,7 @@ fn settings(issues: &mut Issues<'_>, raw: &RawConfig) -> Settings {
             if let Some(v) = v {
                 match duration::parse(v) {
                     Ok(d) => *slot = d,
-                    Err(e) => issues.at(span.clone(), format!("{key}: {e}")),
+                    Err(e) => issues.at(span.clone(), format!("{key}: {e:#}")),
                 }
             }
         }

@@ -81,7 +81,7 @@ pub struct Settings {
     pub catch_up_window: Duration,
     /// How failed runs are retried.
     pub retry: RetryPolicy,
-    /// On SIGTERM, how long running jobs may take before they are stopped (default 5m).
+    /// On SIGTERM, how long running jobs may take before they are stopped (default 5min).
     pub shutdown_timeout: Duration,
     /// A run taking longer is stopped and fails (default 1d).
     pub job_timeout: Duration,

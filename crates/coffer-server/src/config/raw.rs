@@ -25,7 +25,7 @@ pub(crate) struct RawConfig {
     pub job: Vec<Spanned<RawJob>>,
 }
 
-/// `retry = { attempts = 3, delay = "1m", max_delay = "30m" }`.
+/// `retry = { attempts = 3, delay = "1min", max_delay = "30min" }`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRetry {

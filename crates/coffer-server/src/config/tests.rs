@@ -87,7 +87,7 @@ catalog = "state/catalog.db"
 timezone = "Europe/Berlin"
 max_concurrent_jobs = 3
 catch_up_window = "6h"
-shutdown_timeout = "10m"
+shutdown_timeout = "10min"
 job_timeout = "12h"
 overdue_margin = "2h"
 retry = { attempts = 5, delay = "30s", max_delay = "1h" }
@@ -135,7 +135,7 @@ type = "incremental"
 frequency = "hourly"
 minute = 15
 timezone = "UTC"
-overdue_margin = "20m"
+overdue_margin = "20min"
 "#,
     )
     .unwrap();
@@ -303,6 +303,37 @@ fn bad_values_are_reported_with_file_and_line() {
         9,
         "not a policy",
     );
+}
+
+#[test]
+fn a_bare_m_is_refused_with_the_unit_to_write_and_its_line() {
+    assert_problem(
+        "timezone = \"UTC\"\nshutdown_timeout = \"10m\"\n",
+        2,
+        "shutdown_timeout: \"10m\" is ambiguous: write 10min for minutes",
+    );
+    assert_problem(
+        "\nretry = { attempts = 2, delay = \"1h30m\" }\n",
+        2,
+        "retry.delay: \"1h30m\" is ambiguous: write 1h30min for minutes",
+    );
+    assert_problem(
+        &job("schedule = \"@daily\"\noverdue_margin = \"5m\"\n"),
+        9,
+        "write 5min for minutes",
+    );
+    assert_problem(
+        &job("schedule = \"@daily\"\nretention = { keep_within = \"2m\" }\n"),
+        9,
+        "\"2m\" is ambiguous: write 2mo for months",
+    );
+    // The words and the new units load.
+    let c = parse(&job(
+        "schedule = \"@daily\"\noverdue_margin = \"1 hour 30 minutes\"\n\
+         retention = { keep_within = \"1y2mo\" }\n",
+    ))
+    .unwrap();
+    assert_eq!(c.jobs[0].overdue_margin, Duration::from_secs(5400));
 }
 
 #[test]

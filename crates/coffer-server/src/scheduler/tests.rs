@@ -337,7 +337,7 @@ async fn a_prune_schedule_runs_as_its_own_task() {
 async fn failed_runs_are_retried_with_backoff() {
     let rig = Rig::new(utc(2025, 6, 1, 0, 59));
     let cfg = config(
-        "retry = { attempts = 4, delay = \"1m\", max_delay = \"3m\" }",
+        "retry = { attempts = 4, delay = \"1min\", max_delay = \"3min\" }",
         &[("flaky", "0 1 * * *"), ("down", "0 1 * * *")],
     );
     let fake = Arc::new(
@@ -426,7 +426,7 @@ async fn the_concurrency_limit_holds() {
 async fn shutdown_waits_for_running_jobs_up_to_the_timeout() {
     // The run takes 10 minutes; shutdown comes 1 minute in, with 30 minutes to spare.
     let rig = Rig::new(utc(2025, 6, 1, 0, 59));
-    let cfg = config("shutdown_timeout = \"30m\"", &[("job", "0 1 * * *")]);
+    let cfg = config("shutdown_timeout = \"30min\"", &[("job", "0 1 * * *")]);
     let fake = Arc::new(Fake::new(&rig.clock).taking("job", Duration::from_secs(600)));
     let summary = rig.run(&cfg, &fake, utc(2025, 6, 1, 1, 1)).await;
     assert_eq!(summary.succeeded, 1);
@@ -439,7 +439,7 @@ async fn shutdown_waits_for_running_jobs_up_to_the_timeout() {
 
     // The run takes an hour; the shutdown timeout is 2 minutes: it is stopped.
     let rig = Rig::new(utc(2025, 6, 1, 0, 59));
-    let cfg = config("shutdown_timeout = \"2m\"", &[("job", "0 1 * * *")]);
+    let cfg = config("shutdown_timeout = \"2min\"", &[("job", "0 1 * * *")]);
     let fake = Arc::new(Fake::new(&rig.clock).taking("job", Duration::from_secs(3600)));
     let summary = rig.run(&cfg, &fake, utc(2025, 6, 1, 1, 1)).await;
     assert_eq!(summary.interrupted, 1);
@@ -451,7 +451,7 @@ async fn shutdown_waits_for_running_jobs_up_to_the_timeout() {
         .error
         .as_deref()
         .unwrap()
-        .contains("did not end within 2m"));
+        .contains("did not end within 2min"));
 }
 
 #[tokio::test(start_paused = true)]
@@ -481,7 +481,7 @@ async fn shutdown_ends_a_backoff_wait() {
 async fn a_job_longer_than_the_job_timeout_is_stopped() {
     let rig = Rig::new(utc(2025, 6, 1, 0, 59));
     let cfg = config(
-        "job_timeout = \"30m\"\nretry = { attempts = 1 }",
+        "job_timeout = \"30min\"\nretry = { attempts = 1 }",
         &[("job", "0 1 * * *")],
     );
     let fake = Arc::new(Fake::new(&rig.clock).taking("job", Duration::from_secs(7200)));
