@@ -76,10 +76,38 @@ fn let_cleanup_finish(rt: &tokio::runtime::Runtime) {
     });
 }
 
+/// A command line clap does not accept: its message and usage on stderr, exit 2, and with
+/// `--json` (anywhere before `--`) the error document on stdout too, as for every other error.
+/// `--help` and `--version` print and exit 0 as clap's own.
+fn refuse_command_line(e: clap::Error) -> ExitCode {
+    use clap::error::ErrorKind;
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
+        e.exit();
+    }
+    let json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let _ = e.print();
+    if json {
+        let text = e.render().to_string();
+        let first = text.lines().next().unwrap_or_default();
+        let msg = first.strip_prefix("error: ").unwrap_or(first);
+        println!(
+            "{}",
+            serde_json::json!({ "error": msg, "exit_code": output::code::USAGE })
+        );
+    }
+    ExitCode::from(output::code::USAGE)
+}
+
 fn main() -> ExitCode {
     raise_open_file_limit();
     fixed_mmap_threshold();
-    let args = cli::Cli::parse();
+    let args = match cli::Cli::try_parse() {
+        Ok(args) => args,
+        Err(e) => return refuse_command_line(e),
+    };
     output::init_logging(args.global.verbose, args.global.quiet);
     let json = args.global.json;
     let rt = tokio::runtime::Builder::new_multi_thread()

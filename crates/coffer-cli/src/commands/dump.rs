@@ -4,7 +4,7 @@
 
 use crate::cli::SnapshotFilter;
 use crate::context::Ctx;
-use crate::output::code;
+use crate::output::{self, code, UsageError};
 use anyhow::Result;
 use clap::Args;
 use coffer_ops::dump::{dump, Dump, DumpOutput};
@@ -38,6 +38,12 @@ pub struct DumpArgs {
 
 /// Runs `dump`.
 pub async fn run(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
+    if ctx.global.json && a.output.is_none() {
+        return Err(UsageError(
+            "--json needs --output FILE: without it the dump itself goes to standard output".into(),
+        )
+        .into());
+    }
     let req = Dump {
         snapshot: a.snapshot.clone(),
         filter: a.filter.ops(),
@@ -58,6 +64,19 @@ pub async fn run(ctx: &Ctx, a: DumpArgs) -> Result<u8> {
     };
     let report = dump(&ctx.spec()?, &req, output, &*display, &sigint.token).await;
     display.finish();
-    report?;
+    let report = report?;
+    if let Some(path) = &a.output {
+        if ctx.global.json {
+            output::print_json(&report);
+        } else if !ctx.global.quiet {
+            println!(
+                "wrote the {} dump of snapshot {} to {} ({})",
+                report.engine,
+                report.snapshot_id.short(),
+                path.display(),
+                output::size(report.bytes)
+            );
+        }
+    }
     Ok(code::OK)
 }

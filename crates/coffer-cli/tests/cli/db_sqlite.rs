@@ -604,6 +604,41 @@ fn sqlite_cli_dry_run_safety_backup_and_dump() {
         out.stdout == std::fs::read(&fresh).unwrap(),
         "dump output differs from a fresh restore"
     );
+
+    // Into a file: a summary line, or with --json the report; --json without --output is a
+    // usage error (the dump would be on stdout).
+    let file = fx.dir().join("dumped.db");
+    let out = db_suite::coffer(
+        &env,
+        &fx,
+        &["dump", &id, "--output", &file.to_string_lossy()],
+    )
+    .assert_ok();
+    assert!(
+        out.stdout.contains("wrote the sqlite dump of snapshot"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        std::fs::read(&fresh).unwrap()
+    );
+    std::fs::remove_file(&file).unwrap();
+    let out = db_suite::coffer(
+        &env,
+        &fx,
+        &["--json", "dump", &id, "--output", &file.to_string_lossy()],
+    )
+    .assert_ok();
+    let report = out.json();
+    assert_eq!(
+        report["bytes"].as_u64(),
+        Some(std::fs::metadata(&file).unwrap().len()),
+        "{out}"
+    );
+    assert_eq!(report["engine"], "sqlite", "{out}");
+    db_suite::coffer(&env, &fx, &["--json", "dump", &id])
+        .assert_code(2)
+        .assert_mentions("--output");
 }
 
 #[test]

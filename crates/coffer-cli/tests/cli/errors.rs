@@ -331,5 +331,18 @@ fn usage_errors_exit_2() {
         .assert_code(2)
         .assert_mentions("--target");
     env.run(["snapshots", "--no-such-flag"]).assert_code(2);
+    // With --json, a command line clap refuses gives the error document too.
+    let out = env
+        .run(["--json", "snapshots", "--no-such-flag"])
+        .assert_code(2);
+    let doc = out.json();
+    assert_eq!(doc["exit_code"], 2, "{out}");
+    assert!(
+        doc["error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("--no-such-flag"),
+        "{out}"
+    );
     assert!(env.snapshots(None::<&str>).is_empty());
 }
