@@ -7,15 +7,12 @@ use crate::backend::FileType;
 use crate::error::{ErrorKind, Result};
 use crate::id::Id;
 use crate::index::BlobLocation;
-use crate::pack::{decode_trailer, parse_footer, BlobType, FOOTER_LEN};
+use crate::pack::{decode_trailer, parse_footer, read_windows, BlobType, FOOTER_LEN, READ_WINDOW};
 use crate::repository::{Indexed, Repository};
 use crate::tree::NodeKind;
 use serde::Serialize;
 use sha2::Digest;
 use std::collections::{HashMap, HashSet};
-
-/// The most `check --read-data` reads from a pack in one request.
-const WINDOW: u64 = 8 * 1024 * 1024;
 
 /// What to check.
 #[derive(Debug, Clone, Default)]
@@ -349,18 +346,9 @@ impl Repository<Indexed> {
                 let mut pos = 0u64;
                 // Read neighbouring blobs in windows of up to 8 MiB (one request each), never the
                 // whole pack at once.
-                let mut i = 0;
-                while i < entries.len() {
-                    let start = entries[i].offset as u64;
-                    let mut j = i + 1;
-                    while j < entries.len()
-                        && entries[j].offset as u64 + entries[j].length as u64 - start <= WINDOW
-                    {
-                        j += 1;
-                    }
-                    let end = entries[j - 1].offset as u64 + entries[j - 1].length as u64;
+                for (run, start, end) in read_windows(&entries, READ_WINDOW) {
                     let window = be.read_range(FileType::Pack, &id, start, end - start).await;
-                    for e in &entries[i..j] {
+                    for e in &entries[run] {
                         if e.offset as u64 != pos {
                             errs.push(format!(
                                 "pack {name}: blobs are not contiguous at offset {pos}"
@@ -410,7 +398,6 @@ impl Repository<Indexed> {
                             }
                         }
                     }
-                    i = j;
                 }
                 if pos != tstart {
                     errs.push(format!(

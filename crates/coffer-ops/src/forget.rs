@@ -200,21 +200,7 @@ pub async fn forget(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_core::snapshot::SourceInfo;
-
-    fn snap(secs: i64, tags: &[&str]) -> Snapshot {
-        let mut s = Snapshot::new(
-            SourceInfo {
-                kind: "postgres".into(),
-                location: "postgres://app@db/app".into(),
-                paths: Vec::new(),
-            },
-            coffer_core::Id::sha256(&secs.to_le_bytes()),
-        );
-        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
-        s.tags = tags.iter().map(|t| t.to_string()).collect();
-        s
-    }
+    use crate::test_snapshot as snap;
 
     #[test]
     fn a_safety_backup_never_counts_as_the_newest_backup_of_its_database() {

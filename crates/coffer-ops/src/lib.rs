@@ -74,3 +74,20 @@ pub(crate) async fn or_cancelled<T>(
         _ = cancel.cancelled() => Err(interrupted(what)),
     }
 }
+
+/// A database snapshot taken at `secs` seconds after the epoch with `tags`, for unit tests of
+/// snapshot choices (the same source every time).
+#[cfg(test)]
+pub(crate) fn test_snapshot(secs: i64, tags: &[&str]) -> coffer_core::snapshot::Snapshot {
+    let mut s = coffer_core::snapshot::Snapshot::new(
+        coffer_core::snapshot::SourceInfo {
+            kind: "postgres".into(),
+            location: "postgres://app@db/app".into(),
+            paths: Vec::new(),
+        },
+        coffer_core::Id::sha256(&secs.to_le_bytes()),
+    );
+    s.time = chrono::DateTime::from_timestamp(secs, 0).expect("a valid time");
+    s.tags = tags.iter().map(|t| t.to_string()).collect();
+    s
+}

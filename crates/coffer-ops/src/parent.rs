@@ -92,17 +92,8 @@ mod tests {
     use super::*;
 
     fn snap(secs: i64, backup_type: BackupType, tags: &[&str]) -> Snapshot {
-        let mut s = Snapshot::new(
-            coffer_core::snapshot::SourceInfo {
-                kind: "postgres".into(),
-                location: "postgres://app@db/app".into(),
-                paths: Vec::new(),
-            },
-            coffer_core::Id::sha256(&secs.to_le_bytes()),
-        );
-        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
+        let mut s = crate::test_snapshot(secs, tags);
         s.backup_type = backup_type;
-        s.tags = tags.iter().map(|t| t.to_string()).collect();
         s
     }
 

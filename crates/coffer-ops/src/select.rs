@@ -152,21 +152,7 @@ pub fn path_in_snapshot(arg: &str, source_paths: &[String]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use coffer_core::snapshot::SourceInfo;
-
-    fn snap(secs: i64, tags: &[&str]) -> Snapshot {
-        let mut s = Snapshot::new(
-            SourceInfo {
-                kind: "postgres".into(),
-                location: "postgres://app@db/app".into(),
-                paths: Vec::new(),
-            },
-            coffer_core::Id::sha256(&secs.to_le_bytes()),
-        );
-        s.time = chrono::DateTime::from_timestamp(secs, 0).unwrap();
-        s.tags = tags.iter().map(|t| t.to_string()).collect();
-        s
-    }
+    use crate::test_snapshot as snap;
 
     #[test]
     fn latest_skips_safety_backups_unless_asked_for() {

@@ -127,6 +127,18 @@ fn files_backup(src: &Path) -> FilesBackup {
     }
 }
 
+/// Backs up `src` with no progress sink and no cancellation; the run must succeed.
+async fn back_up(spec: &RepoSpec, src: &Path) -> coffer_ops::backup::BackupReport {
+    backup_files(
+        spec,
+        files_backup(src),
+        Recorder::new(None),
+        &CancellationToken::new(),
+    )
+    .await
+    .unwrap()
+}
+
 fn never(_: &coffer_ops::restore::DbRestorePlan) -> bool {
     false
 }
@@ -225,14 +237,7 @@ async fn a_cancelled_backup_lists_nothing_releases_its_lock_and_its_data_is_reus
     assert!(locks(&spec).is_empty(), "{:?}", locks(&spec));
 
     // The next backup completes and stores less than everything: the uploaded packs were kept.
-    let report = backup_files(
-        &spec,
-        files_backup(&src),
-        Recorder::new(None),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    let report = back_up(&spec, &src).await;
     assert_eq!(report.snapshot.stats.files, 12);
     assert!(
         report.snapshot.stats.bytes_added < 40 << 20,
@@ -247,14 +252,7 @@ async fn a_cancelled_restore_says_what_it_left_and_a_failed_one_releases_its_loc
     let dir = tempfile::tempdir().unwrap();
     let spec = repository(dir.path()).await;
     let src = source(dir.path(), 12, 4 << 20);
-    backup_files(
-        &spec,
-        files_backup(&src),
-        Recorder::new(None),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    back_up(&spec, &src).await;
 
     let token = CancellationToken::new();
     let seen = Recorder::new(Some((8 << 20, token.clone())));
@@ -299,14 +297,7 @@ async fn a_snapshot_written_while_a_check_runs_is_not_reported_as_damage() {
     let dir = tempfile::tempdir().unwrap();
     let spec = repository(dir.path()).await;
     let first = source(dir.path(), 2, 1 << 20);
-    backup_files(
-        &spec,
-        files_backup(&first),
-        Recorder::new(None),
-        &CancellationToken::new(),
-    )
-    .await
-    .unwrap();
+    back_up(&spec, &first).await;
     // Once the check has loaded the index, a backup of new data writes a snapshot (what a
     // backup running beside a check does): the check must not find that snapshot's blobs
     // missing from the index it loaded earlier.

@@ -43,6 +43,29 @@ impl BlobType {
     }
 }
 
+/// The most bytes one read of neighbouring blobs spans (see [`read_windows`]).
+pub const READ_WINDOW: u64 = 8 * 1024 * 1024;
+
+/// Groups `entries` (sorted by offset) into runs of neighbours spanning at most `max` bytes,
+/// so that a pack is read in a few requests of bounded size and never whole (a blob longer
+/// than `max` is a run of its own). Each run: the indices of its entries, and the first and
+/// past-the-end byte offsets it covers in the pack.
+pub fn read_windows(entries: &[PackEntry], max: u64) -> Vec<(std::ops::Range<usize>, u64, u64)> {
+    let end_of = |e: &PackEntry| e.offset as u64 + e.length as u64;
+    let mut runs = Vec::new();
+    let mut i = 0;
+    while i < entries.len() {
+        let start = entries[i].offset as u64;
+        let mut j = i + 1;
+        while j < entries.len() && end_of(&entries[j]) - start <= max {
+            j += 1;
+        }
+        runs.push((i..j, start, end_of(&entries[j - 1])));
+        i = j;
+    }
+    runs
+}
+
 /// One blob's place in its pack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PackEntry {
@@ -245,6 +268,24 @@ mod tests {
     use super::*;
     use crate::compression::Compression;
     use proptest::prelude::*;
+
+    #[test]
+    fn read_windows_group_neighbours_up_to_the_limit() {
+        let e = |offset: u32, length: u32| PackEntry {
+            blob_type: BlobType::Data,
+            id: Id::ZERO,
+            offset,
+            length,
+            ulen: length,
+        };
+        // 0..4, 4..8 and 8..10 fit in 10 bytes; 10..30 is larger than the limit, alone.
+        let entries = [e(0, 4), e(4, 4), e(8, 2), e(10, 20), e(30, 5)];
+        assert_eq!(
+            read_windows(&entries, 10),
+            vec![(0..3, 0, 10), (3..4, 10, 30), (4..5, 30, 35)]
+        );
+        assert!(read_windows(&[], 10).is_empty());
+    }
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(32))]

@@ -5,12 +5,12 @@ use super::report::PackCount;
 use crate::backend::FileType;
 use crate::error::Result;
 use crate::index::PackRecord;
-use crate::pack::{blob_aad, blob_nonce, BlobType, PackEntry, PackWriter, PACK_TARGET_SIZE};
+use crate::pack::{
+    blob_aad, blob_nonce, read_windows, BlobType, PackEntry, PackWriter, PACK_TARGET_SIZE,
+    READ_WINDOW,
+};
 use crate::repository::Keyring;
 use std::sync::Arc;
-
-/// The most a repack reads from a pack in one request.
-const WINDOW: u64 = 8 * 1024 * 1024;
 
 /// Builds the new packs of a repack, data and trees apart (as backups do).
 pub(super) struct Repacker {
@@ -48,23 +48,14 @@ impl Repacker {
             pack.entries.iter().filter(|e| keep(e)).copied().collect();
         entries.sort_by_key(|e| e.offset);
         let cipher = self.keys.key.cipher(self.keys.encryption, &pack.salt);
-        let mut i = 0;
-        while i < entries.len() {
-            let start = entries[i].offset as u64;
-            let mut j = i + 1;
-            while j < entries.len()
-                && entries[j].offset as u64 + entries[j].length as u64 - start <= WINDOW
-            {
-                j += 1;
-            }
-            let end = entries[j - 1].offset as u64 + entries[j - 1].length as u64;
+        for (run, start, end) in read_windows(&entries, READ_WINDOW) {
             let window = self
                 .keys
                 .backend
                 .read_range(FileType::Pack, &pack.id, start, end - start)
                 .await
                 .map_err(|e| e.context(format!("repacking pack {}", pack.id.to_hex())))?;
-            for e in &entries[i..j] {
+            for e in &entries[run] {
                 let s = (e.offset as u64 - start) as usize;
                 let sealed = &window[s..s + e.length as usize];
                 // Opening authenticates the blob (type and id are its associated data); it is
@@ -89,7 +80,6 @@ impl Repacker {
                     self.upload(w).await?;
                 }
             }
-            i = j;
         }
         Ok(())
     }

@@ -51,9 +51,10 @@ impl GroupBy {
     }
 }
 
-impl fmt::Display for GroupBy {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let parts: Vec<&str> = [
+impl GroupBy {
+    /// The names of what it groups by, in order (`host`, `source`, `tags`).
+    fn parts(&self) -> Vec<&'static str> {
+        [
             (self.host, "host"),
             (self.source, "source"),
             (self.tags, "tags"),
@@ -61,7 +62,13 @@ impl fmt::Display for GroupBy {
         .iter()
         .filter(|(on, _)| *on)
         .map(|(_, n)| *n)
-        .collect();
+        .collect()
+    }
+}
+
+impl fmt::Display for GroupBy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts = self.parts();
         if parts.is_empty() {
             f.write_str("nothing (one group)")
         } else {
@@ -100,16 +107,7 @@ impl FromStr for GroupBy {
 
 impl Serialize for GroupBy {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let parts: Vec<&str> = [
-            (self.host, "host"),
-            (self.source, "source"),
-            (self.tags, "tags"),
-        ]
-        .iter()
-        .filter(|(on, _)| *on)
-        .map(|(_, n)| *n)
-        .collect();
-        s.serialize_str(&parts.join(","))
+        s.serialize_str(&self.parts().join(","))
     }
 }
 
